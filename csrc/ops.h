@@ -1,0 +1,335 @@
+// The one op table of edgevision: every kernel's shape struct and signature, CPU and CUDA.
+//
+// Conventions (they hold for every op below):
+// - Tensors are dense, contiguous, NCHW (or row-major for gemm), passed as raw pointers. Shapes come
+//   in a small struct whose fields the caller has already validated (bindings.cpp does that); the
+//   struct's methods compute output sizes so there is one formula per op, shared by the bindings, the
+//   kernels and the runtime planner.
+// - <op>_ref : plain scalar loops, single thread, FP32. Kept forever as the definition of the op.
+//   <op>_cpu : the fast CPU path (OpenMP threads + portable SIMD). Same arguments as _ref.
+//   <op>_cuda: the CUDA path. FP32, or FP16 storage with FP32 accumulation (DType). Pointers are
+//              device pointers; `stream` is a cudaStream_t passed as void* so this header needs no
+//              CUDA include. Only declared when built with CUDA (EV_WITH_CUDA).
+// - Optional inputs (bias, residual) are nullptr when absent.
+// - Ops that need scratch memory declare <op>_{cpu,cuda}_workspace(shape) in bytes; the caller passes
+//   a buffer at least that large (no allocation inside kernels, so a compiled plan can run with none).
+// - CUDA kernels may index with 32-bit integers: the bindings reject CUDA tensors of 2^31 or more
+//   elements.
+// - This header knows nothing of PyTorch or Python.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace ev {
+
+using Stream = void*;  // cudaStream_t
+
+enum class DType : int { F32 = 0, F16 = 1, U8 = 2 };
+
+// ---------------------------------------------------------------------------------------------
+// Fused epilogue: y = act(acc + bias + residual), or act(acc + bias) + residual when
+// residual_after_act. acc is the conv/gemm accumulator; bias is per output channel.
+// ---------------------------------------------------------------------------------------------
+enum class Act : int {
+  None = 0,
+  ReLU,
+  LeakyReLU,    // x >= 0 ? x : alpha * x
+  Clip,         // min(max(x, alpha), beta); ReLU6 is Clip(0, 6)
+  Sigmoid,
+  Tanh,
+  SiLU,         // x * sigmoid(x)
+  HardSwish,    // x * relu6(x + 3) / 6
+  GELU,         // exact: 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default
+  HardSigmoid,  // max(0, min(1, alpha * x + beta)); ONNX defaults alpha = 0.2, beta = 0.5
+};
+
+struct Epilogue {
+  Act act = Act::None;
+  float alpha = 0.f;
+  float beta = 0.f;
+  bool residual_after_act = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// conv2d: x [n, c, h, w], w [k, c/groups, r, s], bias [k], residual and y [n, k, out_h, out_w].
+// Depthwise is groups == c (k == c * multiplier).
+// ---------------------------------------------------------------------------------------------
+struct Conv2dShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;  // input
+  int64_t k = 1, r = 1, s = 1;          // output channels, kernel height, kernel width
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  int64_t groups = 1;
+  int64_t out_h() const { return (h + pad_t + pad_b - dil_h * (r - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (w + pad_l + pad_r - dil_w * (s - 1) - 1) / stride_w + 1; }
+  double flops() const { return 2.0 * n * k * out_h() * out_w() * (c / groups) * r * s; }
+};
+void conv2d_ref(const Conv2dShape&, const float* x, const float* w, const float* bias,
+                const float* residual, float* y, const Epilogue&);
+size_t conv2d_cpu_workspace(const Conv2dShape&);
+void conv2d_cpu(const Conv2dShape&, const float* x, const float* w, const float* bias,
+                const float* residual, float* y, const Epilogue&, void* workspace);
+
+// ---------------------------------------------------------------------------------------------
+// conv_transpose2d: x [n, c, h, w], w [c, k/groups, r, s] (PyTorch/ONNX layout), bias [k],
+// y [n, k, out_h, out_w]. The gradient of conv2d with the same stride/pad/dilation/groups.
+// ---------------------------------------------------------------------------------------------
+struct ConvTranspose2dShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;
+  int64_t k = 1, r = 1, s = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
+  int64_t out_pad_h = 0, out_pad_w = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  int64_t groups = 1;
+  int64_t out_h() const { return (h - 1) * stride_h - pad_t - pad_b + dil_h * (r - 1) + out_pad_h + 1; }
+  int64_t out_w() const { return (w - 1) * stride_w - pad_l - pad_r + dil_w * (s - 1) + out_pad_w + 1; }
+  double flops() const { return 2.0 * n * c * h * w * (k / groups) * r * s; }
+};
+void conv_transpose2d_ref(const ConvTranspose2dShape&, const float* x, const float* w,
+                          const float* bias, float* y, const Epilogue&);
+size_t conv_transpose2d_cpu_workspace(const ConvTranspose2dShape&);
+void conv_transpose2d_cpu(const ConvTranspose2dShape&, const float* x, const float* w,
+                          const float* bias, float* y, const Epilogue&, void* workspace);
+
+// ---------------------------------------------------------------------------------------------
+// Pooling: x [n, c, h, w] -> y [n, c, out_h, out_w]. PyTorch and ONNX semantics: with ceil_mode a
+// last window that would start inside the right/bottom padding is dropped. Average pooling divides
+// by the window clipped to the padded input when count_include_pad, else by the valid elements.
+// Dilation applies to max pooling only (avg requires dil == 1).
+// ---------------------------------------------------------------------------------------------
+struct Pool2dShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;
+  int64_t kh = 1, kw = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
+  int64_t dil_h = 1, dil_w = 1;
+  bool ceil_mode = false;
+  bool count_include_pad = false;
+  int64_t out_h() const { return out_size(h, kh, stride_h, pad_t, pad_b, dil_h); }
+  int64_t out_w() const { return out_size(w, kw, stride_w, pad_l, pad_r, dil_w); }
+  int64_t out_size(int64_t in, int64_t k, int64_t st, int64_t p0, int64_t p1, int64_t d) const {
+    const int64_t span = in + p0 + p1 - d * (k - 1) - 1;
+    int64_t out = (ceil_mode ? (span + st - 1) / st : span / st) + 1;
+    if (ceil_mode && (out - 1) * st >= in + p0) --out;
+    return out;
+  }
+};
+void max_pool2d_ref(const Pool2dShape&, const float* x, float* y);
+void max_pool2d_cpu(const Pool2dShape&, const float* x, float* y);
+void avg_pool2d_ref(const Pool2dShape&, const float* x, float* y);
+void avg_pool2d_cpu(const Pool2dShape&, const float* x, float* y);
+
+// Global pooling: x [n, c, h, w] -> y [n, c] (the caller views it as [n, c, 1, 1]).
+struct GlobalPoolShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;
+};
+void global_avg_pool_ref(const GlobalPoolShape&, const float* x, float* y);
+void global_avg_pool_cpu(const GlobalPoolShape&, const float* x, float* y);
+void global_max_pool_ref(const GlobalPoolShape&, const float* x, float* y);
+void global_max_pool_cpu(const GlobalPoolShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// gemm: y[m, n] = epilogue(alpha * op(a) @ op(b) + bias[n] + residual[m, n]).
+// a is [m, k] (or [k, m] when trans_a), b is [k, n] (or [n, k] when trans_b). linear(x, W, b) is
+// trans_b = true with W [out, in] as PyTorch stores it.
+// ---------------------------------------------------------------------------------------------
+struct GemmShape {
+  int64_t m = 1, n = 1, k = 1;
+  bool trans_a = false, trans_b = false;
+  float alpha = 1.f;
+  double flops() const { return 2.0 * m * n * k; }
+};
+void gemm_ref(const GemmShape&, const float* a, const float* b, const float* bias,
+              const float* residual, float* y, const Epilogue&);
+size_t gemm_cpu_workspace(const GemmShape&);
+void gemm_cpu(const GemmShape&, const float* a, const float* b, const float* bias,
+              const float* residual, float* y, const Epilogue&, void* workspace);
+
+// ---------------------------------------------------------------------------------------------
+// pixel_shuffle / DepthToSpace: x [n, c * b * b, h, w] -> y [n, c, h * b, w * b].
+// CRD is PyTorch's pixel_shuffle (channel index c * b * b + i * b + j); DCR is ONNX's default
+// DepthToSpace (channel index (i * b + j) * c + c).
+// ---------------------------------------------------------------------------------------------
+enum class ShuffleMode : int { CRD = 0, DCR = 1 };
+struct PixelShuffleShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;  // c is the OUTPUT channel count
+  int64_t block = 1;
+  ShuffleMode mode = ShuffleMode::CRD;
+};
+void pixel_shuffle_ref(const PixelShuffleShape&, const float* x, float* y);
+void pixel_shuffle_cpu(const PixelShuffleShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// resize: x [n, c, h, w] -> y [n, c, out_h, out_w], nearest or bilinear (no antialias).
+// The source coordinate of output pixel o is, with scale = out/in (or the explicit scale_h/scale_w
+// when > 0, as ONNX `scales` and PyTorch `scale_factor` give it):
+//   HalfPixel         (o + 0.5) / scale - 0.5            (torch align_corners=False, ONNX default)
+//   PytorchHalfPixel  as HalfPixel, but 0 when the output length is 1
+//   AlignCorners      o * (in - 1) / (out - 1), 0 when out == 1
+//   Asymmetric        o / scale                           (torch 'nearest')
+// Nearest rounds that coordinate with NearestMode; bilinear clamps it to [0, in - 1].
+// ---------------------------------------------------------------------------------------------
+enum class ResizeMode : int { Nearest = 0, Bilinear = 1 };
+enum class CoordMode : int { HalfPixel = 0, PytorchHalfPixel = 1, AlignCorners = 2, Asymmetric = 3 };
+enum class NearestMode : int { RoundPreferFloor = 0, RoundPreferCeil = 1, Floor = 2, Ceil = 3 };
+struct ResizeShape {
+  int64_t n = 1, c = 1, h = 1, w = 1;
+  int64_t out_h = 1, out_w = 1;
+  ResizeMode mode = ResizeMode::Nearest;
+  CoordMode coord = CoordMode::HalfPixel;
+  NearestMode nearest = NearestMode::RoundPreferFloor;
+  float scale_h = 0.f, scale_w = 0.f;  // <= 0: out / in
+};
+void resize_ref(const ResizeShape&, const float* x, float* y);
+void resize_cpu(const ResizeShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// softmax over one axis of a tensor viewed as [outer, dim, inner] (numerically stable: max first).
+// ---------------------------------------------------------------------------------------------
+struct SoftmaxShape {
+  int64_t outer = 1, dim = 1, inner = 1;
+  bool log = false;  // log_softmax
+};
+void softmax_ref(const SoftmaxShape&, const float* x, float* y);
+void softmax_cpu(const SoftmaxShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// Broadcasting elementwise binary op: y[i] = a[i] op b[i] over an output of up to kMaxDims dims.
+// a_strides / b_strides are in elements, 0 along broadcast dimensions (numpy rules applied by the
+// caller). An optional activation (Epilogue, residual ignored) is applied to the result.
+// ---------------------------------------------------------------------------------------------
+enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
+constexpr int kMaxDims = 8;
+struct BinaryShape {
+  int ndim = 1;
+  int64_t shape[kMaxDims] = {1};
+  int64_t a_strides[kMaxDims] = {0};
+  int64_t b_strides[kMaxDims] = {0};
+  BinaryOp op = BinaryOp::Add;
+  int64_t numel() const {
+    int64_t t = 1;
+    for (int i = 0; i < ndim; ++i) t *= shape[i];
+    return t;
+  }
+};
+void binary_ref(const BinaryShape&, const float* a, const float* b, float* y, const Epilogue&);
+void binary_cpu(const BinaryShape&, const float* a, const float* b, float* y, const Epilogue&);
+
+// Standalone activation: y = act(x) elementwise (x == y allowed: in place).
+void activation_ref(int64_t numel, const float* x, float* y, const Epilogue&);
+void activation_cpu(int64_t numel, const float* x, float* y, const Epilogue&);
+
+// ---------------------------------------------------------------------------------------------
+// batch_norm, inference form: y = (x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c], then an
+// optional activation. x, y [n, c, h, w] (h * w may be 1 for [n, c]).
+// ---------------------------------------------------------------------------------------------
+struct BatchNormShape {
+  int64_t n = 1, c = 1, hw = 1;
+  float eps = 1e-5f;
+};
+void batch_norm_ref(const BatchNormShape&, const float* x, const float* gamma, const float* beta,
+                    const float* mean, const float* var, float* y, const Epilogue&);
+void batch_norm_cpu(const BatchNormShape&, const float* x, const float* gamma, const float* beta,
+                    const float* mean, const float* var, float* y, const Epilogue&);
+
+// ---------------------------------------------------------------------------------------------
+// concat along one axis: every input viewed as [outer, sizes[i], inner]; y is [outer, sum, inner].
+// ---------------------------------------------------------------------------------------------
+struct ConcatShape {
+  int64_t outer = 1, inner = 1;
+  int count = 0;              // number of inputs
+  const int64_t* sizes = nullptr;  // count entries: each input's extent along the axis
+};
+void concat_ref(const ConcatShape&, const float* const* xs, float* y);
+void concat_cpu(const ConcatShape&, const float* const* xs, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// preprocess: one uint8 HWC camera frame (3 channels, BGR or RGB, rows `row_bytes` apart so ROIs and
+// padded rows work) -> float [3, out_h, out_w] (NCHW for one image; write into a batch by offsetting
+// dst). In one pass: resize to resize_h x resize_w (bilinear half-pixel like cv2.INTER_LINEAR without
+// its fixed-point rounding, or nearest), centre crop to out_h x out_w, then
+//   dst[c] = (src[c'] * scale - mean[c]) / std[c]
+// where c' swaps R and B when swap_rb (a BGR frame to an RGB model). resize_h/w == 0 means no resize
+// (then out <= in and the crop is taken from the frame itself).
+// ---------------------------------------------------------------------------------------------
+enum class Interp : int { Nearest = 0, Bilinear = 1 };
+struct PreprocessShape {
+  int64_t in_h = 1, in_w = 1, row_bytes = 3;
+  int64_t resize_h = 0, resize_w = 0;
+  int64_t out_h = 1, out_w = 1;
+  bool swap_rb = false;
+  Interp interp = Interp::Bilinear;
+  float scale = 1.f / 255.f;
+  float mean[3] = {0.f, 0.f, 0.f};
+  float std[3] = {1.f, 1.f, 1.f};
+  int64_t eff_h() const { return resize_h > 0 ? resize_h : in_h; }
+  int64_t eff_w() const { return resize_w > 0 ? resize_w : in_w; }
+  int64_t crop_top() const { return (eff_h() - out_h) / 2; }
+  int64_t crop_left() const { return (eff_w() - out_w) / 2; }
+};
+void preprocess_ref(const PreprocessShape&, const uint8_t* src, float* dst);
+void preprocess_cpu(const PreprocessShape&, const uint8_t* src, float* dst);
+
+// postprocess_image: float [c, h, w] (c = 1 or 3) -> uint8 [h, w, c]:
+//   dst = clamp(round((src * std[c] + mean[c]) * scale), 0, 255), R and B swapped when swap_rb.
+// For a Tanh generator use mean 0.5, std 0.5, scale 255.
+struct PostprocessShape {
+  int64_t c = 3, h = 1, w = 1;
+  bool swap_rb = false;
+  float scale = 255.f;
+  float mean[3] = {0.f, 0.f, 0.f};
+  float std[3] = {1.f, 1.f, 1.f};
+};
+void postprocess_image_ref(const PostprocessShape&, const float* src, uint8_t* dst);
+void postprocess_image_cpu(const PostprocessShape&, const float* src, uint8_t* dst);
+
+// ---------------------------------------------------------------------------------------------
+// CUDA versions. `dt` is the dtype of every float tensor of the call (F32, or F16 storage with FP32
+// accumulation). Pointers are device pointers on the current device.
+// ---------------------------------------------------------------------------------------------
+#ifdef EV_WITH_CUDA
+size_t conv2d_cuda_workspace(const Conv2dShape&, DType dt);
+void conv2d_cuda(const Conv2dShape&, DType dt, const void* x, const void* w, const void* bias,
+                 const void* residual, void* y, const Epilogue&, void* workspace, Stream);
+void conv_transpose2d_cuda(const ConvTranspose2dShape&, DType dt, const void* x, const void* w,
+                           const void* bias, void* y, const Epilogue&, Stream);
+void max_pool2d_cuda(const Pool2dShape&, DType dt, const void* x, void* y, Stream);
+void avg_pool2d_cuda(const Pool2dShape&, DType dt, const void* x, void* y, Stream);
+void global_avg_pool_cuda(const GlobalPoolShape&, DType dt, const void* x, void* y, Stream);
+void global_max_pool_cuda(const GlobalPoolShape&, DType dt, const void* x, void* y, Stream);
+void gemm_cuda(const GemmShape&, DType dt, const void* a, const void* b, const void* bias,
+               const void* residual, void* y, const Epilogue&, Stream);
+void pixel_shuffle_cuda(const PixelShuffleShape&, DType dt, const void* x, void* y, Stream);
+void resize_cuda(const ResizeShape&, DType dt, const void* x, void* y, Stream);
+void softmax_cuda(const SoftmaxShape&, DType dt, const void* x, void* y, Stream);
+void binary_cuda(const BinaryShape&, DType dt, const void* a, const void* b, void* y,
+                 const Epilogue&, Stream);
+void activation_cuda(int64_t numel, DType dt, const void* x, void* y, const Epilogue&, Stream);
+void batch_norm_cuda(const BatchNormShape&, DType dt, const void* x, const void* gamma,
+                     const void* beta, const void* mean, const void* var, void* y,
+                     const Epilogue&, Stream);
+// Inputs may have different sizes along the axis; xs is a HOST array of device pointers.
+void concat_cuda(const ConcatShape&, DType dt, const void* const* xs, void* y, Stream);
+// src is uint8 on the device; dst is `dt` (F16 halves the bytes the model's first layer reads).
+void preprocess_cuda(const PreprocessShape&, const uint8_t* src, DType dt, void* dst, Stream);
+void postprocess_image_cuda(const PostprocessShape&, DType dt, const void* src, uint8_t* dst,
+                            Stream);
+
+// Device queries for info(); they never throw when no driver or GPU is present.
+struct CudaDeviceInfo {
+  char name[256];
+  int major, minor;
+  int multiprocessors;
+  size_t total_memory;
+};
+int cuda_runtime_version();
+int cuda_driver_version();               // 0 when no driver is installed
+int cuda_device_count(const char** why);  // 0 (and a reason) when none can be used
+bool cuda_device_info(int index, CudaDeviceInfo* out);
+void cuda_set_device(int index);
+int cuda_current_device();
+#endif
+
+}  // namespace ev

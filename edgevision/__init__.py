@@ -1,0 +1,15 @@
+"""edgevision: an edge-deployment SDK for real-time camera-stream classification and generation.
+
+Imports nothing optional: the deploy path works without torch, onnxruntime or TensorRT.
+"""
+from importlib import metadata as _metadata
+
+from . import _C, ops
+from ._info import info
+
+try:
+    __version__ = _metadata.version("edgevision")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = _C.VERSION
+
+__all__ = ["__version__", "info", "ops"]
