@@ -58,6 +58,8 @@ constexpr int kLanes = 8;
 constexpr int kMR = 6;    // col rows (output channel, tap) per GEMM micro-tile
 constexpr int kNR = 16;   // positions per GEMM micro-tile (two vectors)
 constexpr int64_t kColBudget = int64_t{1} << 18;  // floats of col per chunk: stays in L2/L3
+// Below this many flops a call runs on one thread: waking a team and its barriers cost more.
+constexpr double kParallelFlops = 2e5;
 
 inline v8f load8(const float* p) {
   v8f v;
@@ -113,7 +115,7 @@ void ct_general(const ConvTranspose2dShape& sh, const float* x, const float* w, 
   const int64_t mtiles = (m + kMR - 1) / kMR, ntiles = np / kNR;
   float* xpad = static_cast<float*>(workspace);
   float* col = xpad + pl.xpad_floats;
-#pragma omp parallel
+#pragma omp parallel if (sh.flops() > kParallelFlops)
   {
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < sh.n * sh.k; ++i) std::fill(y + i * oh * ow, y + (i + 1) * oh * ow, 0.f);
@@ -199,7 +201,7 @@ void ct_dense_1x1(const ConvTranspose2dShape& sh, const float* x, const float* w
   const int64_t cols = kpg * rs;  // per group
   const int64_t cblocks = (cols + kNB - 1) / kNB, mblocks = (sh.n + kMB - 1) / kMB;
   const int64_t tasks = sh.groups * cblocks * mblocks;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (sh.flops() > kParallelFlops)
   for (int64_t task = 0; task < tasks; ++task) {
     const int64_t mb = task % mblocks, cb = (task / mblocks) % cblocks, g = task / (mblocks * cblocks);
     const int64_t m0 = mb * kMB, mcnt = std::min<int64_t>(kMB, sh.n - m0);

@@ -42,7 +42,8 @@ void pixel_shuffle_cpu(const PixelShuffleShape& s, const float* x, float* y) {
   const int64_t rows = s.n * s.c * oh;
   // The b source-row pointers live on the stack; a larger block takes the plain indexing loop.
   constexpr int64_t kMaxTable = 64;
-#pragma omp parallel for schedule(static)
+  // Small outputs run on one thread: waking a team costs more than the copy.
+#pragma omp parallel for schedule(static) if (rows * ow > (int64_t{1} << 15))
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t oy = row % oh, c = (row / oh) % s.c, n = row / (oh * s.c);
     const int64_t iy = oy / b, i = oy % b;

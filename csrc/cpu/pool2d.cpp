@@ -24,6 +24,8 @@ namespace ev {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Below this many input reads a call runs on one thread: waking a team costs more.
+constexpr int64_t kParallelWork = 1 << 15;
 
 // NaN-propagating max in PyTorch's form: once the running value is NaN it stays NaN.
 inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
@@ -103,7 +105,7 @@ void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
   const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
   int64_t xa, xb;
   interior(ow, s.w, s.kw, s.stride_w, s.pad_l, s.dil_w, &xa, &xb);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * ow * s.kh * s.kw > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t p = row / oh, oy = row % oh;
     const float* xp = x + p * s.h * s.w;
@@ -141,7 +143,7 @@ void avg_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
   const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
   int64_t xa, xb;
   interior(ow, s.w, s.kw, s.stride_w, s.pad_l, 1, &xa, &xb);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * ow * s.kh * s.kw > kParallelWork)
   for (int64_t row = 0; row < rows; ++row) {
     const int64_t p = row / oh, oy = row % oh;
     const float* xp = x + p * s.h * s.w;
@@ -211,7 +213,7 @@ inline v8f load8(const float* p) {
 
 void global_avg_pool_cpu(const GlobalPoolShape& s, const float* x, float* y) {
   const int64_t hw = s.h * s.w, planes = s.n * s.c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * hw > kParallelWork)
   for (int64_t p = 0; p < planes; ++p) {
     const float* xp = x + p * hw;
     // Four independent vector sums: latency-bound FP adds otherwise, and closer to the reference's
@@ -235,7 +237,7 @@ void global_avg_pool_cpu(const GlobalPoolShape& s, const float* x, float* y) {
 
 void global_max_pool_cpu(const GlobalPoolShape& s, const float* x, float* y) {
   const int64_t hw = s.h * s.w, planes = s.n * s.c;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * hw > kParallelWork)
   for (int64_t p = 0; p < planes; ++p) {
     const float* xp = x + p * hw;
     v8f m0 = v8f{} + kNegInf, m1 = m0;
