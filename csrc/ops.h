@@ -111,6 +111,7 @@ struct Pool2dShape {
   int64_t out_w() const { return out_size(w, kw, stride_w, pad_l, pad_r, dil_w); }
   int64_t out_size(int64_t in, int64_t k, int64_t st, int64_t p0, int64_t p1, int64_t d) const {
     const int64_t span = in + p0 + p1 - d * (k - 1) - 1;
+    if (span < 0) return 0;  // the dilated kernel is larger than the padded input (not -1 / st == 0)
     int64_t out = (ceil_mode ? (span + st - 1) / st : span / st) + 1;
     if (ceil_mode && (out - 1) * st >= in + p0) --out;
     return out;
@@ -169,7 +170,9 @@ void pixel_shuffle_cpu(const PixelShuffleShape&, const float* x, float* y);
 //   PytorchHalfPixel  as HalfPixel, but 0 when the output length is 1
 //   AlignCorners      o * (in - 1) / (out - 1), 0 when out == 1
 //   Asymmetric        o / scale                           (torch 'nearest')
-// Nearest rounds that coordinate with NearestMode; bilinear clamps it to [0, in - 1].
+// Nearest rounds that coordinate with NearestMode, exactly at ties (a coordinate within 1e-9 of a
+// rounding boundary counts as on it, so float error never picks the other neighbour), then clamps
+// the index to [0, in - 1]; bilinear clamps the coordinate to [0, in - 1].
 // ---------------------------------------------------------------------------------------------
 enum class ResizeMode : int { Nearest = 0, Bilinear = 1 };
 enum class CoordMode : int { HalfPixel = 0, PytorchHalfPixel = 1, AlignCorners = 2, Asymmetric = 3 };
