@@ -61,8 +61,14 @@ struct Conv2dShape {
   int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
   int64_t dil_h = 1, dil_w = 1;
   int64_t groups = 1;
-  int64_t out_h() const { return (h + pad_t + pad_b - dil_h * (r - 1) - 1) / stride_h + 1; }
-  int64_t out_w() const { return (w + pad_l + pad_r - dil_w * (s - 1) - 1) / stride_w + 1; }
+  // 0 when the dilated kernel is larger than the padded input (C++ division truncates toward zero,
+  // so the span must be checked before dividing).
+  int64_t out_h() const { return out_size(h, r, stride_h, pad_t + pad_b, dil_h); }
+  int64_t out_w() const { return out_size(w, s, stride_w, pad_l + pad_r, dil_w); }
+  static int64_t out_size(int64_t in, int64_t k, int64_t st, int64_t pads, int64_t d) {
+    const int64_t span = in + pads - d * (k - 1) - 1;
+    return span < 0 ? 0 : span / st + 1;
+  }
   double flops() const { return 2.0 * n * k * out_h() * out_w() * (c / groups) * r * s; }
 };
 void conv2d_ref(const Conv2dShape&, const float* x, const float* w, const float* bias,
