@@ -321,9 +321,10 @@ py::object pool2d(bool is_max, py::handle x_, Pair kernel, Pair stride, Quad pad
   s.ceil_mode = ceil_mode;
   s.count_include_pad = count_include_pad;
   EV_CHECK(is_max || (s.dil_h == 1 && s.dil_w == 1), op, ": dilation is only defined for max pooling");
-  EV_CHECK(s.pad_t < (s.kh - 1) * s.dil_h + 1 && s.pad_b < (s.kh - 1) * s.dil_h + 1 &&
-               s.pad_l < (s.kw - 1) * s.dil_w + 1 && s.pad_r < (s.kw - 1) * s.dil_w + 1,
-           op, ": padding must be smaller than the (dilated) kernel, so no window lies entirely in it");
+  // Max pooling accepts any padding (ONNX allows pads beyond the kernel; a window entirely in padding
+  // gives -inf). Average pooling would divide such a window by zero, so its pads stay below the kernel.
+  EV_CHECK(is_max || (s.pad_t < s.kh && s.pad_b < s.kh && s.pad_l < s.kw && s.pad_r < s.kw), op,
+           ": padding must be smaller than the kernel, so no window lies entirely in it");
   EV_CHECK(s.out_h() >= 1 && s.out_w() >= 1, op, ": the padded input ", x.shape_str(),
            " is smaller than the kernel");
   View y;
