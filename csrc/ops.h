@@ -146,6 +146,9 @@ void gemm_ref(const GemmShape&, const float* a, const float* b, const float* bia
 size_t gemm_cpu_workspace(const GemmShape&);
 void gemm_cpu(const GemmShape&, const float* a, const float* b, const float* bias,
               const float* residual, float* y, const Epilogue&, void* workspace);
+// This machine's FP32 FMA peak in GFLOP/s with `threads` OpenMP threads (<= 0: all), measured by a
+// short microbenchmark (~0.1 s); the op benchmark reports kernels as a fraction of it.
+double cpu_peak_gflops(int threads);
 
 // ---------------------------------------------------------------------------------------------
 // pixel_shuffle / DepthToSpace: x [n, c * b * b, h, w] -> y [n, c, h * b, w * b].

@@ -1,0 +1,373 @@
+// conv2d: the reference loops and the fast CPU path.
+//
+// Fast path, by case:
+// - depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of each
+//   input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
+// - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
+//   K = c/groups * r * s, the weights as the A matrix in place, and N = output pixels: for 1x1
+//   stride-1 convs B is the NCHW input itself (N spans the batch); otherwise B is read from a
+//   zero-padded, stride-phase-split copy of each image in which every tap is a constant offset
+//   (see PaddedPackB), so there is no im2col.
+// The epilogue (bias, activation, residual) is fused into the GEMM's or the depthwise kernel's store.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/sgemm.h"
+#include "epilogue.h"
+#include "ops.h"
+
+namespace ev {
+
+void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                const float* residual, float* y, const Epilogue& e) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  const int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  for (int64_t b = 0; b < s.n; ++b)
+    for (int64_t oc = 0; oc < s.k; ++oc) {
+      const int64_t g = oc / kg;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float acc = 0.f;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t r = 0; r < s.r; ++r) {
+              const int64_t iy = oy * s.stride_h - s.pad_t + r * s.dil_h;
+              if (iy < 0 || iy >= s.h) continue;
+              for (int64_t q = 0; q < s.s; ++q) {
+                const int64_t ix = ox * s.stride_w - s.pad_l + q * s.dil_w;
+                if (ix < 0 || ix >= s.w) continue;
+                acc += x[((b * s.c + g * cg + ci) * s.h + iy) * s.w + ix] *
+                       w[((oc * cg + ci) * s.r + r) * s.s + q];
+              }
+            }
+          const int64_t o = ((b * s.k + oc) * oh + oy) * ow + ox;
+          y[o] = apply_epilogue(acc, bias ? bias[oc] : 0.f, residual ? residual[o] : 0.f, e);
+        }
+    }
+}
+
+namespace {
+
+using sgemm::NR;
+using sgemm::v8f;
+using sgemm::v8fu;
+
+bool is_depthwise(const Conv2dShape& s) { return s.groups == s.c && s.groups > 1; }
+
+// Copies n floats; n <= NR. Inline vector moves: a memcpy call per short run costs more than the
+// copy.
+inline void copy_short(float* __restrict d, const float* __restrict src, int64_t n) {
+  if (n == NR) {
+    *reinterpret_cast<v8fu*>(d) = *reinterpret_cast<const v8fu*>(src);
+    *reinterpret_cast<v8fu*>(d + 8) = *reinterpret_cast<const v8fu*>(src + 8);
+    return;
+  }
+  for (int64_t e = 0; e < n; ++e) d[e] = src[e];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pointwise (1x1, stride 1, no padding): B[ci, j] is the input itself, with the columns
+// j = image * h * w + pixel of the whole batch, so small images still fill whole NR panels.
+// ---------------------------------------------------------------------------------------------
+struct PointwisePackB {
+  const float* x;
+  int64_t c, hw, cbase;
+  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    for (int64_t q = 0; q * NR < nl; ++q) {
+      float* d = dst + q * kl * NR;
+      const int cols = static_cast<int>(std::min<int64_t>(NR, nl - q * NR));
+      // Runs of the panel's columns that stay inside one image.
+      const float* src[NR];
+      int off[NR + 1], nrun = 0;
+      for (int jj = 0; jj < cols;) {
+        const int64_t j = j0 + q * NR + jj, img = j / hw, pix = j % hw;
+        src[nrun] = x + (img * c + cbase + k0) * hw + pix;
+        off[nrun++] = jj;
+        jj += static_cast<int>(std::min<int64_t>(cols - jj, hw - pix));
+      }
+      off[nrun] = cols;
+      for (int64_t p = 0; p < kl; ++p) {
+        float* dp = d + p * NR;
+        for (int t = 0; t < nrun; ++t) copy_short(dp + off[t], src[t] + p * hw, off[t + 1] - off[t]);
+        for (int jj = cols; jj < NR; ++jj) dp[jj] = 0.f;
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Every other conv: the image is first copied, zero-padded, into scratch and split into
+// stride_h x stride_w phases (phase (py, px) holds padded rows py, py + sh, ... and columns px,
+// px + sw, ...). Then for any tap (ci, ky, kx) the inputs of output (oy, ox) sit at
+//   xp + tap_offset(ci, ky, kx) + oy * wq + ox,
+// linear in the flat index j = oy * wq + ox. B is therefore a matrix whose rows are just offsets
+// into xp and whose NR-wide panels are two vector copies: no im2col, no bounds checks. Columns
+// with ox >= ow (the pitch's padding) are computed and dropped by the store.
+// ---------------------------------------------------------------------------------------------
+struct PadGeom {
+  int64_t hq, wq, phase, chan, image;  // image: floats of one padded image of all channels
+  int64_t cols;                         // flat output columns: (oh - 1) * wq + ow
+};
+
+PadGeom pad_geom(const Conv2dShape& s) {
+  PadGeom g;
+  g.hq = (s.h + s.pad_t + s.pad_b + s.stride_h - 1) / s.stride_h;
+  g.wq = (s.w + s.pad_l + s.pad_r + s.stride_w - 1) / s.stride_w;
+  g.phase = g.hq * g.wq;
+  g.chan = s.stride_h * s.stride_w * g.phase;
+  // + NR: the last panel of the last channel reads up to NR - 1 columns past the phase's end.
+  g.image = sgemm::round_up(s.c * g.chan + NR, 16);
+  g.cols = (s.out_h() - 1) * g.wq + s.out_w();
+  return g;
+}
+
+// Writes the interior of image `src` (all channels) into xp; the padding stays as it was (zero).
+void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* xp, int64_t c0,
+               int64_t c1) {
+  const int64_t sh = s.stride_h, sw = s.stride_w;
+  for (int64_t ci = c0; ci < c1; ++ci)
+    for (int64_t iy = 0; iy < s.h; ++iy) {
+      const float* srow = src + (ci * s.h + iy) * s.w;
+      const int64_t row = iy + s.pad_t;
+      float* drow = xp + ci * g.chan + (row % sh) * sw * g.phase + (row / sh) * g.wq;
+      if (sw == 1) {
+        std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
+        continue;
+      }
+      int64_t px = s.pad_l % sw, col = s.pad_l / sw;
+      for (int64_t ix = 0; ix < s.w; ++ix) {
+        drow[px * g.phase + col] = srow[ix];
+        if (++px == sw) px = 0, ++col;
+      }
+    }
+}
+
+struct PaddedPackB {
+  const Conv2dShape* s;
+  const PadGeom* g;
+  const float* xp;  // the padded image, at the group's first channel
+  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    const int64_t rs = s->r * s->s;
+    const float* src[sgemm::KC];
+    for (int64_t p = 0; p < kl; ++p) {
+      const int64_t kk = k0 + p, ci = kk / rs, ky = (kk % rs) / s->s, kx = kk % s->s;
+      const int64_t dy = ky * s->dil_h, dx = kx * s->dil_w;
+      src[p] = xp + ci * g->chan + ((dy % s->stride_h) * s->stride_w + dx % s->stride_w) * g->phase +
+               (dy / s->stride_h) * g->wq + dx / s->stride_w + j0;
+    }
+    // Columns past nl read the scratch's slack; their results are dropped.
+    for (int64_t q = 0; q * NR < nl; ++q) {
+      float* d = dst + q * kl * NR;
+      for (int64_t p = 0; p < kl; ++p) copy_short(d + p * NR, src[p] + q * NR, NR);
+    }
+  }
+};
+
+bool is_pointwise(const Conv2dShape& s) {
+  return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 &&
+         s.pad_l == 0 && s.pad_b == 0 && s.pad_r == 0;
+}
+
+// Images are spread over threads (one single-threaded GEMM each) when there are enough of them to
+// keep every thread equally busy; otherwise each GEMM is split over the threads.
+bool per_image_threads(const Conv2dShape& s, int threads) {
+  return threads > 1 && s.n >= threads && (s.n % threads == 0 || s.n >= 4 * threads);
+}
+
+void conv_pointwise(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    const float* res, float* y, const Epilogue& e, void* ws) {
+  const int64_t hw = s.h * s.w, cg = s.c / s.groups, kg = s.k / s.groups;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    const sgemm::AView av{w + g * kg * cg, cg, 1};
+    const PointwisePackB pb{x, s.c, hw, g * cg};
+    const sgemm::CView cv{y + g * kg * hw, hw, hw, hw, s.k * hw, bias ? bias + g * kg : nullptr,
+                          true, res ? res + g * kg * hw : nullptr, 1.f, e};
+    sgemm::gemm(kg, s.n * hw, cg, av, pb, cv, ws, omp_get_max_threads());
+  }
+}
+
+// One image, all groups; `threads` threads for each GEMM.
+void conv_padded_image(const Conv2dShape& s, const PadGeom& pg, const float* xp, const float* w,
+                       const float* bias, const float* res, float* y, const Epilogue& e,
+                       void* gemm_ws, int threads) {
+  const int64_t ohw = s.out_h() * s.out_w(), ow = s.out_w();
+  const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    const sgemm::AView av{w + g * kg * K, K, 1};
+    const PaddedPackB pb{&s, &pg, xp + g * cg * pg.chan};
+    const sgemm::CView cv{y + g * kg * ohw, ohw, pg.wq, ow, ow, bias ? bias + g * kg : nullptr,
+                          true, res ? res + g * kg * ohw : nullptr, 1.f, e};
+    sgemm::gemm(kg, pg.cols, K, av, pb, cv, gemm_ws, threads);
+  }
+}
+
+size_t padded_gemm_bytes(const Conv2dShape& s) {
+  return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups * s.r * s.s, 1);
+}
+
+void conv_padded(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                 const float* res, float* y, const Epilogue& e, void* ws) {
+  const PadGeom pg = pad_geom(s);
+  const int threads = omp_get_max_threads();
+  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * s.out_h() * s.out_w();
+  float* base = sgemm::align64(ws);
+  if (per_image_threads(s, threads)) {
+    const size_t gbytes = padded_gemm_bytes(s);
+    const int64_t per = pg.image + sgemm::round_up(static_cast<int64_t>(gbytes / sizeof(float)), 16);
+#pragma omp parallel num_threads(threads)
+    {
+      float* xp = base + omp_get_thread_num() * per;
+      std::memset(xp, 0, pg.image * sizeof(float));
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.n; ++b) {
+        pad_image(s, pg, x + b * in_img, xp, 0, s.c);
+        conv_padded_image(s, pg, xp, w, bias, res ? res + b * out_img : nullptr, y + b * out_img,
+                          e, xp + pg.image, 1);
+      }
+    }
+    return;
+  }
+  float* xp = base;
+  std::memset(xp, 0, pg.image * sizeof(float));
+  for (int64_t b = 0; b < s.n; ++b) {
+#pragma omp parallel num_threads(threads) if (threads > 1 && in_img > 16384)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      pad_image(s, pg, x + b * in_img, xp, s.c * t / nt, s.c * (t + 1) / nt);
+    }
+    conv_padded_image(s, pg, xp, w, bias, res ? res + b * out_img : nullptr, y + b * out_img, e,
+                      xp + pg.image, threads);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Depthwise. Each input plane is copied once into scratch, zero-padded and split into stride_w
+// phases: phase ph holds padded columns ph, ph + sw, ph + 2 sw, ..., so output column ox of tap kx
+// reads phase (kx * dil_w) % sw at column ox + (kx * dil_w) / sw, contiguous in ox. Rows are
+// padded by 8 extra zero columns so the last 8-wide vector of a row never leaves the buffer.
+// ---------------------------------------------------------------------------------------------
+struct DwGeom {
+  int64_t hp, wq, pitch, plane, acc_pitch;
+};
+
+DwGeom dw_geom(const Conv2dShape& s) {
+  DwGeom g;
+  g.hp = s.h + s.pad_t + s.pad_b;
+  const int64_t wp = s.w + s.pad_l + s.pad_r;
+  g.wq = (wp + s.stride_w - 1) / s.stride_w;
+  g.pitch = sgemm::round_up(g.wq + 8, 8);
+  g.plane = s.stride_w * g.hp * g.pitch;
+  g.acc_pitch = sgemm::round_up(s.out_w(), 8);
+  return g;
+}
+
+int64_t dw_thread_floats(const Conv2dShape& s) {
+  const DwGeom g = dw_geom(s);
+  return sgemm::round_up(g.plane + g.acc_pitch, 16);  // keeps every thread's slice 64-byte aligned
+}
+
+template <int R, int S>
+void dw_rows(const Conv2dShape& s, const DwGeom& g, const float* plane, const float* wk,
+             int64_t oh, int64_t ow, const float* bias_v, const float* res, float* y,
+             float* acc, sgemm::StoreFn store, const Epilogue& e) {
+  const int rr = R > 0 ? R : static_cast<int>(s.r);
+  const int ss = S > 0 ? S : static_cast<int>(s.s);
+  const int64_t sw = s.stride_w;
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ox += 8) {
+      v8f a = {};
+      for (int r = 0; r < rr; ++r) {
+        const int64_t row = oy * s.stride_h + r * s.dil_h;
+        for (int q = 0; q < ss; ++q) {
+          const int64_t col = q * s.dil_w;
+          const float* src = plane + ((col % sw) * g.hp + row) * g.pitch + col / sw + ox;
+          a += *reinterpret_cast<const v8fu*>(src) * wk[r * ss + q];
+        }
+      }
+      *reinterpret_cast<v8f*>(acc + ox) = a;
+    }
+    store(acc, 1, static_cast<int>(ow), y + oy * ow, 0, res ? res + oy * ow : nullptr, bias_v,
+          nullptr, 1.f, e);
+  }
+}
+
+void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    const float* res, float* y, const Epilogue& e, void* ws) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), mult = s.k / s.c;
+  const DwGeom g = dw_geom(s);
+  const int64_t per = dw_thread_floats(s);
+  float* base = sgemm::align64(ws);
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  const int64_t planes = s.n * s.c;
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), planes));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    float* plane = base + omp_get_thread_num() * per;
+    float* acc = plane + g.plane;
+    // Every plane writes the same interior positions, so the padding is zeroed once.
+    std::memset(plane, 0, g.plane * sizeof(float));
+    const int64_t sw = s.stride_w;
+#pragma omp for schedule(static)
+    for (int64_t pi = 0; pi < planes; ++pi) {
+      const int64_t b = pi / s.c, ci = pi % s.c;
+      const float* src = x + pi * s.h * s.w;
+      for (int64_t iy = 0; iy < s.h; ++iy) {
+        const float* srow = src + iy * s.w;
+        float* drow = plane + (iy + s.pad_t) * g.pitch;
+        if (sw == 1) {
+          std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
+          continue;
+        }
+        int64_t ph = s.pad_l % sw, col = s.pad_l / sw;
+        for (int64_t ix = 0; ix < s.w; ++ix) {
+          drow[ph * g.hp * g.pitch + col] = srow[ix];
+          if (++ph == sw) ph = 0, ++col;
+        }
+      }
+      for (int64_t m = 0; m < mult; ++m) {
+        const int64_t oc = ci * mult + m;
+        const int64_t o = (b * s.k + oc) * oh * ow;
+        const float* wk = w + oc * s.r * s.s;
+        const float* bv = bias ? bias + oc : nullptr;
+        const float* rp = res ? res + o : nullptr;
+        if (s.r == 3 && s.s == 3)
+          dw_rows<3, 3>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+        else if (s.r == 5 && s.s == 5)
+          dw_rows<5, 5>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+        else
+          dw_rows<0, 0>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+size_t conv2d_cpu_workspace(const Conv2dShape& s) {
+  const int threads = omp_get_max_threads();
+  if (is_depthwise(s))
+    return static_cast<size_t>(dw_thread_floats(s)) * threads * sizeof(float) + 64;
+  if (is_pointwise(s))
+    return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads);
+  const PadGeom pg = pad_geom(s);
+  const int64_t gemm1 = sgemm::round_up(static_cast<int64_t>(padded_gemm_bytes(s) / sizeof(float)), 16);
+  const int64_t floats = per_image_threads(s, threads)
+                             ? threads * (pg.image + gemm1)
+                             : pg.image + static_cast<int64_t>(sgemm::workspace_bytes(
+                                              s.k / s.groups, s.c / s.groups * s.r * s.s, threads) /
+                                          sizeof(float));
+  return static_cast<size_t>(floats) * sizeof(float) + 64;
+}
+
+void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                const float* residual, float* y, const Epilogue& e, void* workspace) {
+  if (is_depthwise(s))
+    conv_depthwise(s, x, w, bias, residual, y, e, workspace);
+  else if (is_pointwise(s))
+    conv_pointwise(s, x, w, bias, residual, y, e, workspace);
+  else
+    conv_padded(s, x, w, bias, residual, y, e, workspace);
+}
+
+}  // namespace ev
