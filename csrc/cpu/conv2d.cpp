@@ -55,6 +55,14 @@ using sgemm::v8fu;
 
 bool is_depthwise(const Conv2dShape& s) { return s.groups == s.c && s.groups > 1; }
 
+// out_h()/out_w() truncate toward zero, so a padded input a little smaller than the dilated kernel
+// still yields one output. The fast paths index scratch as if the kernel fits; such degenerate
+// shapes (all taps but a few in the padding) go to the bounds-checked reference.
+bool kernel_fits(const Conv2dShape& s) {
+  return s.h + s.pad_t + s.pad_b >= s.dil_h * (s.r - 1) + 1 &&
+         s.w + s.pad_l + s.pad_r >= s.dil_w * (s.s - 1) + 1;
+}
+
 // Copies n floats; n <= NR. Inline vector moves: a memcpy call per short run costs more than the
 // copy.
 inline void copy_short(float* __restrict d, const float* __restrict src, int64_t n) {
@@ -346,6 +354,7 @@ void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const 
 
 size_t conv2d_cpu_workspace(const Conv2dShape& s) {
   const int threads = omp_get_max_threads();
+  if (!kernel_fits(s)) return 0;
   if (is_depthwise(s))
     return static_cast<size_t>(dw_thread_floats(s)) * threads * sizeof(float) + 64;
   if (is_pointwise(s))
@@ -362,7 +371,9 @@ size_t conv2d_cpu_workspace(const Conv2dShape& s) {
 
 void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue& e, void* workspace) {
-  if (is_depthwise(s))
+  if (!kernel_fits(s))
+    conv2d_ref(s, x, w, bias, residual, y, e);
+  else if (is_depthwise(s))
     conv_depthwise(s, x, w, bias, residual, y, e, workspace);
   else if (is_pointwise(s))
     conv_pointwise(s, x, w, bias, residual, y, e, workspace);
