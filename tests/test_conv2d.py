@@ -119,10 +119,11 @@ def make_config(i):
         r = s = int(rng.choice([1, 3]))
         pad = (r // 2,) * 4
         n = int(rng.integers(1, 3))
-    elif kind == "3x3":  # stride-1 3x3 with many channels: the main fast path
-        c, k = int(rng.integers(16, 70)), int(rng.integers(16, 70))
-        h, w = int(rng.integers(3, 20)), int(rng.integers(3, 20))
-        n = int(rng.integers(1, 5))
+    elif kind == "3x3":  # stride-1 3x3 with many channels: Winograd once there are >= 64 tiles
+        c, k = int(rng.integers(16, 48)), int(rng.integers(16, 48))
+        h, w = int(rng.integers(5, 26)), int(rng.integers(5, 26))
+        n = int(rng.integers(1, 6))
+        pad = tuple(int(v) for v in rng.integers(0, 3, 4))
     # Make sure the padded input holds the dilated kernel.
     t, l, b, rr = pad
     t += max(0, dil[0] * (r - 1) + 1 - (h + t + b))
@@ -237,6 +238,25 @@ def test_conv2d_network_shapes(shape, threads):
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol)
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("act,after", [("relu", False), ("silu", True), (None, False)])
+def test_conv2d_winograd_chunks(act, after, threads):
+    """3x3 stride 1 with 64 channels over 2 images of 30x30: 128 tiles in two chunks, ragged tile
+    edges (30 = 7 * 4 + 2) and asymmetric padding."""
+    cfg = dict(n=2, c=64, k=64, h=30, w=29, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 2, 1, 0),
+               groups=1, act=act, alpha=None, beta=None, bias=True, res=True, after=after, seed=11)
+    x, w, b, res = make_data(cfg)
+    old = ev.ops.get_num_threads()
+    try:
+        ev.ops.set_num_threads(threads)
+        fast = ev_conv(cfg, x, w, b, res)
+    finally:
+        ev.ops.set_num_threads(old)
+    expect = torch_conv(cfg, x, w, b, res)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol)
 
 
 def test_conv2d_torch_tensors_and_out():
