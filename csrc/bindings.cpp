@@ -771,7 +771,7 @@ py::dict build_info() {
     gpus.append(g);
   }
   d["gpus"] = gpus;
-  d["gpus_unavailable_reason"] = count == 0 && why ? py::str(why) : py::none();
+  d["gpus_unavailable_reason"] = count == 0 && why ? py::object(py::str(why)) : py::object(py::none());
 #else
   d["cuda"] = false;
   d["gpus"] = py::list();
