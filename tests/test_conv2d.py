@@ -259,6 +259,23 @@ def test_conv2d_winograd_chunks(act, after, threads):
     np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_winograd_batch(threads):
+    """Many chunks (12 images of 24x24, 64 channels: 432 tiles in chunks of 112): with several
+    threads each runs whole chunks; compared with torch only (the scalar reference is slow here)."""
+    cfg = dict(n=12, c=64, k=64, h=24, w=23, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 1, 1, 1),
+               groups=1, act="relu", alpha=None, beta=None, bias=True, res=True, after=False, seed=12)
+    x, w, b, res = make_data(cfg)
+    old = ev.ops.get_num_threads()
+    try:
+        ev.ops.set_num_threads(threads)
+        fast = ev_conv(cfg, x, w, b, res)
+    finally:
+        ev.ops.set_num_threads(old)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
 def test_conv2d_torch_tensors_and_out():
     rng = np.random.default_rng(3)
     x = torch.from_numpy(rng.standard_normal((2, 8, 10, 10), dtype=np.float32))

@@ -493,11 +493,9 @@ inline TileAt tile_at(const WinoGeom& g, int64_t t) {
 // + tl % NR, so the GEMM's B packing is a straight copy. Tiles past nt are zero. Eight tiles are
 // transformed at once, one per vector lane.
 void wino_inputs(const Conv2dShape& s, const WinoGeom& g, const float* x, int64_t t0, int64_t nt,
-                 float* v) {
+                 float* v, bool team) {
   const int64_t groups8 = g.tc / 8;
-#pragma omp for schedule(static) collapse(2)
-  for (int64_t ci = 0; ci < s.c; ++ci)
-    for (int64_t q = 0; q < groups8; ++q) {
+  auto body = [&](int64_t ci, int64_t q) {
       const int64_t tl0 = q * 8;
       alignas(32) float d[36][8];
       TileAt ta = tile_at(g, t0 + tl0);
@@ -527,20 +525,26 @@ void wino_inputs(const Conv2dShape& s, const WinoGeom& g, const float* x, int64_
       for (int i = 0; i < 6; ++i) wino_bt(t + i * 6, 1, r + i * 6, 1);  // (B^T d) B
       float* o = v + (tl0 / NR) * s.c * NR + ci * NR + tl0 % NR;
       for (int xi = 0; xi < 36; ++xi) *reinterpret_cast<v8fu*>(o + xi * g.vstride) = r[xi];
-    }
+  };
+  if (team) {
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t q = 0; q < groups8; ++q) body(ci, q);
+  } else {
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t q = 0; q < groups8; ++q) body(ci, q);
+  }
 }
 
 // Y tile = A^T m A for every (k, tile) of the chunk, eight tiles at once. Lanes are consecutive
 // tiles, so a run of lanes in one tile row gives 4 output rows of up to 32 contiguous pixels, which
 // go through the same fused-epilogue store as the GEMM's.
 void wino_outputs(const Conv2dShape& s, const WinoGeom& g, const float* m, int64_t t0, int64_t nt,
-                  const float* bias, const float* res, float* y, const Epilogue& e) {
+                  const float* bias, const float* res, float* y, const Epilogue& e, bool team) {
   const int64_t oh = s.out_h(), ow = s.out_w();
   const int64_t groups8 = (nt + 7) / 8;
   const sgemm::StoreFn store = sgemm::pick_store(e.act);
-#pragma omp for schedule(static) collapse(2)
-  for (int64_t k = 0; k < s.k; ++k)
-    for (int64_t q = 0; q < groups8; ++q) {
+  auto body = [&](int64_t k, int64_t q) {
       const int64_t tl0 = q * 8;
       v8f a[36], t[24], o[16];
       // tl0 + 7 < tc: the lanes past nt read products of zero inputs.
@@ -567,7 +571,15 @@ void wino_outputs(const Conv2dShape& s, const WinoGeom& g, const float* m, int64
         l0 += run;
         for (int r = 0; r < run; ++r) ta.next(g);
       }
-    }
+  };
+  if (team) {
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t q = 0; q < groups8; ++q) body(k, q);
+  } else {
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t q = 0; q < groups8; ++q) body(k, q);
+  }
 }
 
 // B packer over V: the panels are already laid out, the block is a copy.
@@ -580,36 +592,66 @@ struct WinoPackB {
   }
 };
 
+// With many chunks (large batches) each thread runs whole chunks on its own V and M: no barrier
+// per chunk. Otherwise the threads share each chunk's transforms and its 36 GEMMs.
+bool wino_chunk_parallel(const WinoGeom& g, int threads) {
+  return threads > 1 && (g.tiles + g.tc - 1) / g.tc >= 2 * threads;
+}
+
 size_t winograd_bytes(const Conv2dShape& s, int threads) {
   const WinoGeom g = wino_geom(s);
-  return static_cast<size_t>(g.u + g.v + g.m + threads * g.gemm) * sizeof(float) + 64;
+  const int64_t vm = (wino_chunk_parallel(g, threads) ? threads : 1) * (g.v + g.m);
+  return static_cast<size_t>(g.u + vm + threads * g.gemm) * sizeof(float) + 64;
+}
+
+// Transforms, GEMMs and output transform of tiles [t0, t0 + nt); `team`: shared by all threads.
+void wino_chunk(const Conv2dShape& s, const WinoGeom& g, const float* x, const float* u, float* v,
+                float* m, int64_t t0, int64_t nt, const float* bias, const float* res, float* y,
+                const Epilogue& e, float* gws, bool team) {
+  const Epilogue plain;
+  wino_inputs(s, g, x, t0, nt, v, team);  // in a team, ends with the omp for's barrier
+  auto product = [&](int xi) {
+    const sgemm::AView av{u + xi * g.ustride, s.c, 1};
+    const WinoPackB pb{v + xi * g.vstride, s.c};
+    const sgemm::CView cv{m + xi * g.mstride, g.tc, g.tc, g.tc, 0, nullptr, true, nullptr, 1.f,
+                          plain};
+    sgemm::gemm(s.k, nt, s.c, av, pb, cv, gws, 1);
+  };
+  if (team) {
+#pragma omp for schedule(static)
+    for (int xi = 0; xi < 36; ++xi) product(xi);
+  } else {
+    for (int xi = 0; xi < 36; ++xi) product(xi);
+  }
+  wino_outputs(s, g, m, t0, nt, bias, res, y, e, team);
 }
 
 void conv_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                    const float* res, float* y, const Epilogue& e, void* ws) {
   const int threads = omp_get_max_threads();
   const WinoGeom g = wino_geom(s);
+  const bool per_chunk = wino_chunk_parallel(g, threads);
   float* u = sgemm::align64(ws);
-  float* v = u + g.u;
-  float* m = v + g.v;
-  float* scratch = m + g.m;
-  const Epilogue plain;
+  float* vm = u + g.u;
+  float* scratch = vm + (per_chunk ? threads : 1) * (g.v + g.m);
+  const int64_t chunks = (g.tiles + g.tc - 1) / g.tc;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    float* gws = scratch + omp_get_thread_num() * g.gemm;
-    wino_weights(s, g, w, u);
-    for (int64_t t0 = 0; t0 < g.tiles; t0 += g.tc) {
-      const int64_t nt = std::min(g.tc, g.tiles - t0);
-      wino_inputs(s, g, x, t0, nt, v);  // ends with the omp for's barrier
-#pragma omp for schedule(static)
-      for (int xi = 0; xi < 36; ++xi) {
-        const sgemm::AView av{u + xi * g.ustride, s.c, 1};
-        const WinoPackB pb{v + xi * g.vstride, s.c};
-        const sgemm::CView cv{m + xi * g.mstride, g.tc, g.tc, g.tc, 0, nullptr, true, nullptr,
-                              1.f, plain};
-        sgemm::gemm(s.k, nt, s.c, av, pb, cv, gws, 1);
+    const int t = omp_get_thread_num();
+    float* gws = scratch + t * g.gemm;
+    wino_weights(s, g, w, u);  // ends with a barrier
+    if (per_chunk) {
+      float* v = vm + t * (g.v + g.m);
+#pragma omp for schedule(dynamic)
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t t0 = ch * g.tc;
+        wino_chunk(s, g, x, u, v, v + g.v, t0, std::min(g.tc, g.tiles - t0), bias, res, y, e,
+                   gws, false);
       }
-      wino_outputs(s, g, m, t0, nt, bias, res, y, e);
+    } else {
+      for (int64_t t0 = 0; t0 < g.tiles; t0 += g.tc)
+        wino_chunk(s, g, x, u, vm, vm + g.v, t0, std::min(g.tc, g.tiles - t0), bias, res, y, e,
+                   gws, true);
     }
   }
 }
