@@ -67,6 +67,8 @@ struct Conv2dShape {
 };
 void conv2d_ref(const Conv2dShape&, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue&);
+// The CPU workspace of conv2d and gemm depends on omp_get_max_threads() at the time of the query:
+// call the kernel with the same thread count (or fewer) as when the size was asked for.
 size_t conv2d_cpu_workspace(const Conv2dShape&);
 void conv2d_cpu(const Conv2dShape&, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue&, void* workspace);
