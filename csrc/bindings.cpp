@@ -845,4 +845,9 @@ PYBIND11_MODULE(_C, m) {
     omp_set_num_threads(n);
   }, "Threads used by the CPU kernels (OpenMP), like torch.set_num_threads.");
   m.def("get_num_threads", [] { return omp_get_max_threads(); });
+  m.def("cpu_peak_gflops", [](int threads) {
+    EV_CHECK(threads >= 1 && threads <= 4096, "cpu_peak_gflops: threads must be in [1, 4096]");
+    py::gil_scoped_release release;
+    return cpu_peak_gflops(threads);
+  }, "Measured FP32 FMA peak of this CPU in GFLOP/s with `threads` threads (a ~0.1 s microbenchmark).");
 }
