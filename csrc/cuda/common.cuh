@@ -70,13 +70,16 @@ void dispatch_float(DType dt, const char* op, F&& f) {
             static_cast<int>(dt));
 }
 
-// Warp-wide reductions over all 32 lanes (every lane gets the result).
+// PyTorch's NaN-propagating max (the CPU kernels' max_nan): once a NaN is seen it wins.
+__device__ __forceinline__ float max_nan(float m, float v) { return (v > m || isnan(v)) ? v : m; }
+
+// Warp-wide reductions over all 32 lanes (every lane gets the result); the max propagates NaN.
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 __device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o >>= 1) v = max_nan(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 

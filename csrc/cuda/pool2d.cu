@@ -1,7 +1,8 @@
 // Pooling: max_pool2d (with dilation), avg_pool2d (count_include_pad or not), global average and
 // global max pooling. Window and divisor semantics are those of pool2d_ref (PyTorch/ONNX): a window
 // starts at o * stride - pad; with count_include_pad the divisor is the window clipped to the padded
-// input (its end clipped to in + pad_end), otherwise the number of in-bounds elements.
+// input (its end clipped to in + pad_end), otherwise the number of in-bounds elements; a window with
+// no element inside the input averages to 0. Max propagates NaN and is -inf over an empty window.
 //
 // Launch shape:
 //   max/avg: 1-D grid-stride loop, 256 threads a block, one thread per output element (neighbouring
@@ -62,7 +63,7 @@ __global__ void max_pool2d_kernel(PoolArgs a, const T* __restrict__ x, T* __rest
       for (int s = 0; s < a.kw; ++s) {
         const int iw = w0 + s * a.dil_w;
         if (iw < 0 || iw >= a.w) continue;
-        m = fmaxf(m, cuda::ld(xp + ih * a.w + iw));
+        m = cuda::max_nan(m, cuda::ld(xp + ih * a.w + iw));
       }
     }
     cuda::st(y + i, m);
@@ -107,7 +108,7 @@ __global__ void global_pool_kernel(int planes, int hw, const T* __restrict__ x, 
       const T* xp = x + p * hw;
       for (int i = lane; i < hw; i += PLANE_THREADS) {
         const float v = cuda::ld(xp + i);
-        acc = kMax ? fmaxf(acc, v) : acc + v;
+        acc = kMax ? cuda::max_nan(acc, v) : acc + v;
       }
     }
     if (PLANE_THREADS == 32)
