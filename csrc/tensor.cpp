@@ -51,6 +51,8 @@ constexpr uint8_t kDLInt = 0, kDLUInt = 1, kDLFloat = 2;
 
 bool contiguous(const std::vector<int64_t>& shape, const int64_t* strides_elems) {
   if (!strides_elems) return true;
+  for (int64_t d : shape)
+    if (d == 0) return true;  // empty: no memory is touched; the caller reports it as empty
   int64_t expected = 1;
   for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
     // Strides of size-1 dimensions are meaningless; producers set them to anything.
@@ -60,7 +62,8 @@ bool contiguous(const std::vector<int64_t>& shape, const int64_t* strides_elems)
   return true;
 }
 
-ev::View from_dltensor(const DLTensor& t, py::object owner, const char* op, const char* name) {
+ev::View from_dltensor(const DLTensor& t, py::object owner, const char* op, const char* name,
+                       bool allow_strided) {
   ev::View v;
   v.owner = std::move(owner);
   switch (t.device.device_type) {
@@ -83,7 +86,13 @@ ev::View from_dltensor(const DLTensor& t, py::object owner, const char* op, cons
                                "); expected float32, float16 or uint8"));
   EV_CHECK(t.ndim >= 0 && t.ndim <= 16, op, ": ", name, " has ", t.ndim, " dimensions");
   v.shape.assign(t.shape, t.shape + t.ndim);
-  EV_CHECK(contiguous(v.shape, t.strides), op, ": ", name, " of shape ", v.shape_str(),
+  if (t.strides) {
+    v.strides.assign(t.strides, t.strides + t.ndim);
+  } else {
+    v.strides.assign(t.ndim, 1);
+    for (int i = t.ndim - 2; i >= 0; --i) v.strides[i] = v.strides[i + 1] * v.shape[i + 1];
+  }
+  EV_CHECK(allow_strided || contiguous(v.shape, v.strides.data()), op, ": ", name, " of shape ", v.shape_str(),
            " is not contiguous; pass a contiguous tensor (.contiguous() / np.ascontiguousarray)");
   v.data = static_cast<char*>(t.data) + t.byte_offset;
   return v;
@@ -119,7 +128,7 @@ const char* dtype_name(DType d) {
   return "?";
 }
 
-View to_view(py::handle obj, const char* op, const char* name) {
+View to_view(py::handle obj, const char* op, const char* name, bool allow_strided) {
   if (obj.is_none()) type_error(detail::str(op, ": ", name, " is None; expected a tensor"));
   if (py::isinstance<py::array>(obj)) {
     auto arr = py::reinterpret_borrow<py::array>(obj);
@@ -133,12 +142,12 @@ View to_view(py::handle obj, const char* op, const char* name) {
       type_error(detail::str(op, ": ", name, " has dtype ", std::string(py::str(dt)),
                              "; expected float32, float16 or uint8"));
     v.shape.assign(arr.shape(), arr.shape() + arr.ndim());
-    std::vector<int64_t> strides(arr.ndim());
+    v.strides.resize(arr.ndim());
     for (py::ssize_t i = 0; i < arr.ndim(); ++i) {
       EV_CHECK(arr.strides()[i] % arr.itemsize() == 0, op, ": ", name, " has unaligned strides");
-      strides[i] = arr.strides()[i] / arr.itemsize();
+      v.strides[i] = arr.strides()[i] / arr.itemsize();
     }
-    EV_CHECK(contiguous(v.shape, strides.data()), op, ": ", name, " of shape ", v.shape_str(),
+    EV_CHECK(allow_strided || contiguous(v.shape, v.strides.data()), op, ": ", name, " of shape ", v.shape_str(),
              " is not C-contiguous; pass np.ascontiguousarray(", name, ")");
     v.data = const_cast<void*>(arr.data());
     return v;
@@ -153,14 +162,14 @@ View to_view(py::handle obj, const char* op, const char* name) {
       type_error(detail::str(op, ": ", name, " could not be exported through DLPack: ", e.what()));
     }
   } else {
-    type_error(detail::str(op, ": ", name, " is a ", std::string(py::str(obj.get_type())),
+    type_error(detail::str(op, ": ", name, " is a ", std::string(py::str(py::type::handle_of(obj))),
                            "; expected a numpy array or a DLPack tensor (torch, CuPy, ...)"));
   }
   const char* cname = PyCapsule_GetName(capsule.ptr());
   if (cname && std::string(cname) == "dltensor") {
     auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
     EV_CHECK(m, op, ": ", name, ": empty DLPack capsule");
-    return from_dltensor(m->dl_tensor, capsule, op, name);
+    return from_dltensor(m->dl_tensor, capsule, op, name, allow_strided);
   }
   if (cname && std::string(cname) == "dltensor_versioned") {
     auto* m = static_cast<DLManagedTensorVersioned*>(
@@ -168,7 +177,7 @@ View to_view(py::handle obj, const char* op, const char* name) {
     EV_CHECK(m, op, ": ", name, ": empty DLPack capsule");
     EV_CHECK(m->version.major == 1, op, ": ", name, " uses DLPack ", m->version.major,
              ".x; edgevision reads 1.x");
-    return from_dltensor(m->dl_tensor, capsule, op, name);
+    return from_dltensor(m->dl_tensor, capsule, op, name, allow_strided);
   }
   type_error(detail::str(op, ": ", name, " is a capsule that is not an unused DLPack tensor (name '",
                          cname ? cname : "", "')"));

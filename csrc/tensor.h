@@ -20,6 +20,7 @@ struct View {
   DeviceKind device = DeviceKind::CPU;
   int device_id = 0;
   std::vector<int64_t> shape;
+  std::vector<int64_t> strides;  // in elements
   pybind11::object owner;  // keeps the array or DLPack capsule alive
 
   int ndim() const { return static_cast<int>(shape.size()); }
@@ -31,7 +32,8 @@ struct View {
 const char* dtype_name(DType);
 
 // Converts `obj` (argument `name` of op `op`) into a view. Raises TypeError for things that are not
-// tensors, unsupported dtypes and devices, and ValueError for non-contiguous memory.
-View to_view(pybind11::handle obj, const char* op, const char* name);
+// tensors, unsupported dtypes and devices, and ValueError for non-contiguous memory unless
+// `allow_strided` (the caller then checks `strides` itself).
+View to_view(pybind11::handle obj, const char* op, const char* name, bool allow_strided = false);
 
 }  // namespace ev

@@ -1,0 +1,28 @@
+"""The `edgevision` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _info(args) -> int:
+    from . import info
+
+    report = info()
+    print(json.dumps(report, indent=2) if args.json else report)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="edgevision", description="edgevision edge-vision SDK")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="version, build options, GPUs, CPU SIMD level and threads")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=_info)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
