@@ -73,9 +73,17 @@ void cuda_set_device(int index) {
   EV_CUDA_CHECK(cudaSetDevice(index));
 }
 
+// The first CUDA call of every CUDA op (bindings.cpp), so a machine without a driver or GPU gets
+// this message instead of a bare runtime error code.
 int cuda_current_device() {
   int d = 0;
-  EV_CUDA_CHECK(cudaGetDevice(&d));
+  const cudaError_t err = cudaGetDevice(&d);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    throw std::runtime_error(detail::str(
+        "CUDA is not usable on this machine: ", cudaGetErrorString(err), " (", cudaGetErrorName(err),
+        "). CUDA tensors need an NVIDIA GPU and driver; pass CPU tensors to run on the CPU."));
+  }
   return d;
 }
 
