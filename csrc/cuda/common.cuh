@@ -22,8 +22,8 @@ __device__ __forceinline__ void st(float* p, float v) { *p = v; }
 __device__ __forceinline__ void st(__half* p, float v) { *p = __float2half_rn(v); }
 
 constexpr int kBlock = 256;
-// Cap for 1-D grids: enough blocks to fill any current GPU many times over, while a grid-stride
-// loop covers the rest. The cap also keeps `start + step` below 2^32 for any 32-bit-indexable n.
+// Cap for 1-D grids: enough blocks to fill any current GPU many times over; a grid-stride loop
+// covers the rest.
 constexpr int64_t kMaxBlocks = 1 << 16;
 
 inline unsigned blocks_for(int64_t n, int block = kBlock) {
