@@ -164,7 +164,7 @@ __global__ void conv2d_igemm_kernel(ConvArgs a, const T* __restrict__ x, const T
           const int off = (b * a.k + co) * a.ohw + p;
           const float bv = bias ? cuda::ld(bias + co) : 0.f;
           const float rv = residual ? cuda::ld(residual + off) : 0.f;
-          cuda::st(y + off, apply_epilogue(acc[i][j], bv, rv, e));
+          cuda::st(y + off, cuda::epilogue_call(acc[i][j], bv, rv, e));
         }
       }
     }

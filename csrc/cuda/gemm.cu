@@ -127,7 +127,7 @@ __global__ void gemm_kernel(GemmArgs g, const T* __restrict__ a, const T* __rest
         const int off = row * g.n + col;
         const float bv = bias ? cuda::ld(bias + col) : 0.f;
         const float rv = residual ? cuda::ld(residual + off) : 0.f;
-        cuda::st(y + off, apply_epilogue(g.alpha * acc[i][j], bv, rv, e));
+        cuda::st(y + off, cuda::epilogue_call(g.alpha * acc[i][j], bv, rv, e));
       }
     }
   }
