@@ -320,3 +320,41 @@ def test_conv2d_bad_inputs():
         ev.ops.conv2d(x.astype(np.float64), w)
     with pytest.raises(TypeError):
         ev.ops.conv2d(x, w, stride=1.5)
+
+
+# Depthwise 3x3 at stride 1 and 2 has its own row-ring kernel: odd and tiny widths (the 8-wide
+# vector tail, the stride-2 even/odd split with and without its vector body), pads from 0 to past
+# the kernel on each side separately, and a channel multiplier.
+DW3_CASES = [
+    # n, c, mult, h, w, stride, (top, left, bottom, right)
+    (1, 3, 1, 1, 1, 1, (1, 1, 1, 1)),
+    (1, 3, 1, 2, 2, 2, (1, 1, 1, 1)),
+    (2, 5, 1, 7, 7, 1, (1, 1, 1, 1)),
+    (1, 4, 2, 9, 17, 1, (0, 2, 1, 0)),
+    (1, 4, 1, 33, 35, 2, (1, 1, 1, 1)),
+    (1, 4, 1, 34, 40, 2, (0, 0, 1, 1)),
+    (1, 2, 3, 17, 39, 2, (2, 3, 0, 4)),
+    (2, 6, 1, 5, 41, 2, (1, 0, 2, 1)),
+    (1, 3, 1, 3, 1, 2, (0, 4, 3, 0)),
+    (1, 3, 1, 8, 16, 1, (4, 5, 4, 5)),
+    (1, 3, 2, 6, 19, 2, (3, 2, 3, 5)),
+    (1, 8, 1, 14, 14, 2, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", DW3_CASES)
+def test_conv2d_depthwise3x3_edges(case, threads):
+    n, c, mult, h, w_, st, pad = case
+    cfg = dict(n=n, c=c, k=c * mult, h=h, w=w_, r=3, s=3, stride=(st, st), dil=(1, 1), pad=pad,
+               groups=c, act="hardswish", alpha=None, beta=None, bias=True, res=True, after=False,
+               seed=13)
+    x, w, b, res = make_data(cfg)
+    old = ev.ops.get_num_threads()
+    try:
+        ev.ops.set_num_threads(threads)
+        fast = ev_conv(cfg, x, w, b, res)
+    finally:
+        ev.ops.set_num_threads(old)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)

@@ -1,8 +1,10 @@
 // conv2d: the reference loops and the fast CPU path.
 //
 // Fast path, by case:
-// - depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of each
-//   input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
+// - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over a ring of three zero-padded,
+//   stride-split input rows kept in L1 (conv_dw3);
+// - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
+//   each input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
 // - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
 //   K = c/groups * r * s, the weights as the A matrix in place, and N = output pixels: for 1x1
 //   stride-1 convs B is the NCHW input itself (N spans the batch); otherwise B is read from a
@@ -351,6 +353,132 @@ void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Depthwise 3x3, dilation 1, stride 1 or 2 in both dims (the MobileNet/EfficientNet layers). No
+// per-plane copy: each input row is copied once, when first needed, into a ring of three small
+// zero-padded row buffers that stay in L1; at stride 2 the copy splits the row into even and odd
+// padded columns, so every tap of 8 adjacent outputs is one contiguous vector load and the row
+// kernel has no border branches. Rows outside the image point to a shared zero row.
+// ---------------------------------------------------------------------------------------------
+bool dw3_fast(const Conv2dShape& s) {
+  return s.r == 3 && s.s == 3 && s.dil_h == 1 && s.dil_w == 1 && s.stride_h == s.stride_w &&
+         (s.stride_h == 1 || s.stride_h == 2);
+}
+
+struct Dw3Geom {
+  int64_t pitch, row, acc_pitch;  // row: floats of one buffered row (stride phases of `pitch`)
+};
+
+Dw3Geom dw3_geom(const Conv2dShape& s) {
+  Dw3Geom g;
+  g.acc_pitch = sgemm::round_up(s.out_w(), 8);
+  // A vector at ox reads up to phase column ox + 7 + 2 (stride 1) or ox + 7 + 1 (stride 2).
+  g.pitch = g.acc_pitch + 8;
+  g.row = s.stride_w * g.pitch;
+  return g;
+}
+
+int64_t dw3_thread_floats(const Conv2dShape& s) {
+  const Dw3Geom g = dw3_geom(s);
+  return sgemm::round_up(4 * g.row + g.acc_pitch, 16);
+}
+
+// Copies input row `src` into buffered row `d` (padded column pc = pad_l + ix; at stride 2 even
+// pc go to d[pc / 2], odd to d[pitch + pc / 2]). Only columns some output reads are written; the
+// other positions are the same for every row and stay zero from the thread's initial memset.
+void dw3_fill(const Conv2dShape& s, const Dw3Geom& g, const float* __restrict src,
+              float* __restrict d) {
+  const int64_t w = s.w, pl = s.pad_l, ow = s.out_w();
+  if (s.stride_w == 1) {
+    const int64_t n = std::min<int64_t>(w, ow + 2 - pl);
+    for (int64_t ix = 0; ix < n; ++ix) d[pl + ix] = src[ix];
+    return;
+  }
+  float* __restrict e = d;
+  float* __restrict o = d + g.pitch;
+  // even: ix = 2j - pl, j <= ow; odd: ix = 2j + 1 - pl, j < ow.
+  const int64_t je0 = (pl + 1) / 2, je1 = std::min<int64_t>(ow + 1, (w + 1 + pl) / 2);
+  const int64_t jo0 = pl / 2, jo1 = std::min<int64_t>(ow, (w + pl) / 2);
+  const float* se = src - pl;
+  const float* so = src + 1 - pl;
+  int64_t j = std::max(je0, jo0);
+  const int64_t jb = std::min(je1, jo1);
+  for (int64_t k = je0; k < std::min(j, je1); ++k) e[k] = se[2 * k];
+  for (int64_t k = jo0; k < std::min(j, jo1); ++k) o[k] = so[2 * k];
+  // Where both phases are read: 16 input floats src[2j - pl ..] -> 8 even + 8 odd columns with
+  // two vector shuffles (j >= je0 keeps the first load at or after src[0]).
+  for (; j + 8 <= jb && 2 * j + 16 - pl <= w; j += 8) {
+    const float* p = src + 2 * j - pl;
+    v8f lo = *reinterpret_cast<const v8fu*>(p);
+    v8f hi = *reinterpret_cast<const v8fu*>(p + 8);
+    const v8f ev = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    const v8f od = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+    *reinterpret_cast<v8fu*>(e + j) = ev;
+    *reinterpret_cast<v8fu*>(o + j) = od;
+  }
+  for (int64_t k = j; k < je1; ++k) e[k] = se[2 * k];
+  for (int64_t k = j; k < jo1; ++k) o[k] = so[2 * k];
+}
+
+void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+              const float* res, float* y, const Epilogue& e, void* ws) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), mult = s.k / s.c, st = s.stride_h;
+  const Dw3Geom g = dw3_geom(s);
+  const int64_t per = dw3_thread_floats(s);
+  float* base = sgemm::align64(ws);
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  const int64_t planes = s.n * s.c;
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), planes));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    float* zero = base + omp_get_thread_num() * per;
+    float* ring = zero + g.row;
+    float* acc = ring + 3 * g.row;
+    std::memset(zero, 0, 4 * g.row * sizeof(float));
+#pragma omp for schedule(static)
+    for (int64_t pi = 0; pi < planes; ++pi) {
+      const int64_t b = pi / s.c, ci = pi % s.c;
+      const float* src = x + pi * s.h * s.w;
+      const float* rows[3];
+      int64_t next = 0;  // first padded row not yet in the ring
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int r = 0; r < 3; ++r) {
+          const int64_t pr = oy * st + r, iy = pr - s.pad_t;
+          float* slot = ring + (pr % 3) * g.row;
+          if (iy < 0 || iy >= s.h) {
+            rows[r] = zero;
+          } else {
+            if (pr >= next) dw3_fill(s, g, src + iy * s.w, slot);
+            rows[r] = slot;
+          }
+        }
+        next = oy * st + 3;
+        for (int64_t m = 0; m < mult; ++m) {
+          const int64_t oc = ci * mult + m;
+          const float* wk = w + oc * 9;
+          const float w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5],
+                      w6 = wk[6], w7 = wk[7], w8 = wk[8];
+          const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+          // Tap q of output column ox: phase (q % st) at column ox + q / st.
+          const int64_t p1 = (st == 1) ? 1 : g.pitch, p2 = (st == 1) ? 2 : 1;
+          for (int64_t ox = 0; ox < ow; ox += 8) {
+            const auto ld = [&](const float* r, int64_t off) {
+              return *reinterpret_cast<const v8fu*>(r + off + ox);
+            };
+            v8f a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
+            a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
+            a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
+            *reinterpret_cast<v8f*>(acc + ox) = a;
+          }
+          const int64_t o = (b * s.k + oc) * oh * ow + oy * ow;
+          store(acc, 1, static_cast<int>(ow), y + o, 0, res ? res + o : nullptr,
+                bias ? bias + oc : nullptr, nullptr, 1.f, e);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Winograd F(4x4, 3x3) for 3x3 stride-1 convs with many channels: 36 multiplies per 4x4 output
 // tile and channel pair instead of 144. Y = A^T [ (G g G^T) . (B^T d B) ] A per 6x6 input tile d,
 // with the matrices of Lavin & Gray (2016); the 36 element-wise products summed over input
@@ -662,7 +790,9 @@ size_t conv2d_cpu_workspace(const Conv2dShape& s) {
   const int threads = omp_get_max_threads();
   if (!kernel_fits(s)) return 0;
   if (is_depthwise(s))
-    return static_cast<size_t>(dw_thread_floats(s)) * threads * sizeof(float) + 64;
+    return static_cast<size_t>(dw3_fast(s) ? dw3_thread_floats(s) : dw_thread_floats(s)) * threads *
+               sizeof(float) +
+           64;
   if (is_pointwise(s))
     return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads);
   if (use_winograd(s)) return winograd_bytes(s, threads);
@@ -680,6 +810,8 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
                 const float* residual, float* y, const Epilogue& e, void* workspace) {
   if (!kernel_fits(s))
     conv2d_ref(s, x, w, bias, residual, y, e);
+  else if (is_depthwise(s) && dw3_fast(s))
+    conv_dw3(s, x, w, bias, residual, y, e, workspace);
   else if (is_depthwise(s))
     conv_depthwise(s, x, w, bias, residual, y, e, workspace);
   else if (is_pointwise(s))
