@@ -364,33 +364,59 @@ bool dw3_fast(const Conv2dShape& s) {
          (s.stride_h == 1 || s.stride_h == 2);
 }
 
+typedef float v4fu __attribute__((vector_size(16), aligned(4)));
+
 struct Dw3Geom {
-  int64_t pitch, row, acc_pitch;  // row: floats of one buffered row (stride phases of `pitch`)
+  int64_t pitch, row;  // row: floats of one buffered row (stride_w phases of `pitch`)
+  int64_t blk;         // output rows per epilogue store: small planes take one call, not one per row
+  int64_t acc;         // floats of the accumulator: blk rows packed at pitch ow, + a vector tail
+  int64_t need;        // padded rows the outputs read
+  bool whole;          // small planes: all needed rows buffered at once, no ring bookkeeping
+  int64_t buf;         // floats of the row buffers: zero row + ring, or the whole padded plane
 };
 
 Dw3Geom dw3_geom(const Conv2dShape& s) {
   Dw3Geom g;
-  g.acc_pitch = sgemm::round_up(s.out_w(), 8);
+  const int64_t ow = s.out_w();
   // A vector at ox reads up to phase column ox + 7 + 2 (stride 1) or ox + 7 + 1 (stride 2).
-  g.pitch = g.acc_pitch + 8;
+  g.pitch = sgemm::round_up(ow, 8) + 8;
   g.row = s.stride_w * g.pitch;
+  g.blk = std::max<int64_t>(1, 2048 / ow);
+  g.acc = sgemm::round_up(g.blk * ow + 8, 16);
+  g.need = (s.out_h() - 1) * s.stride_h + 3;
+  g.whole = g.need * g.row <= 8192;
+  g.buf = g.whole ? g.need * g.row : 4 * g.row;
   return g;
 }
 
 int64_t dw3_thread_floats(const Conv2dShape& s) {
   const Dw3Geom g = dw3_geom(s);
-  return sgemm::round_up(4 * g.row + g.acc_pitch, 16);
+  return sgemm::round_up(g.buf + g.acc, 16);
 }
 
 // Copies input row `src` into buffered row `d` (padded column pc = pad_l + ix; at stride 2 even
 // pc go to d[pc / 2], odd to d[pitch + pc / 2]). Only columns some output reads are written; the
 // other positions are the same for every row and stay zero from the thread's initial memset.
-void dw3_fill(const Conv2dShape& s, const Dw3Geom& g, const float* __restrict src,
-              float* __restrict d) {
-  const int64_t w = s.w, pl = s.pad_l, ow = s.out_w();
+// Inlined: called once per row, and short rows make the call itself a large part of the cost.
+inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const Dw3Geom& g,
+                                                    int64_t ow, const float* __restrict src,
+                                                    float* __restrict d) {
+  const int64_t w = s.w, pl = s.pad_l;
   if (s.stride_w == 1) {
+    // Inline vector moves: rows are short and a memmove call per row costs more than the copy.
     const int64_t n = std::min<int64_t>(w, ow + 2 - pl);
-    for (int64_t ix = 0; ix < n; ++ix) d[pl + ix] = src[ix];
+    float* dp = d + pl;
+    int64_t ix = 0;
+    for (; ix + 8 <= n; ix += 8)
+      *reinterpret_cast<v8fu*>(dp + ix) = *reinterpret_cast<const v8fu*>(src + ix);
+    if (ix + 4 <= n) {
+      *reinterpret_cast<v4fu*>(dp + ix) = *reinterpret_cast<const v4fu*>(src + ix);
+      ix += 4;
+    }
+    // Unrolled, not a loop: GCC turns a copy loop into a memmove call.
+    if (ix < n) dp[ix] = src[ix];
+    if (ix + 1 < n) dp[ix + 1] = src[ix + 1];
+    if (ix + 2 < n) dp[ix + 2] = src[ix + 2];
     return;
   }
   float* __restrict e = d;
@@ -426,51 +452,73 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
   const int64_t per = dw3_thread_floats(s);
   float* base = sgemm::align64(ws);
   const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  // Tap q of output column ox reads phase q % st at column ox + q / st.
+  const int64_t p1 = (st == 1) ? 1 : g.pitch, p2 = (st == 1) ? 2 : 1;
   const int64_t planes = s.n * s.c;
   const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), planes));
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    // Row buffers (rows outside the image, left/right padding: never written, so zero from here
+    // on). Ring mode: zero row, then three slots; whole mode: padded row pr at pr * g.row.
     float* zero = base + omp_get_thread_num() * per;
     float* ring = zero + g.row;
-    float* acc = ring + 3 * g.row;
-    std::memset(zero, 0, 4 * g.row * sizeof(float));
+    float* acc = zero + g.buf;
+    std::memset(zero, 0, g.buf * sizeof(float));
 #pragma omp for schedule(static)
     for (int64_t pi = 0; pi < planes; ++pi) {
       const int64_t b = pi / s.c, ci = pi % s.c;
       const float* src = x + pi * s.h * s.w;
-      const float* rows[3];
-      int64_t next = 0;  // first padded row not yet in the ring
-      for (int64_t oy = 0; oy < oh; ++oy) {
-        for (int r = 0; r < 3; ++r) {
-          const int64_t pr = oy * st + r, iy = pr - s.pad_t;
-          float* slot = ring + (pr % 3) * g.row;
-          if (iy < 0 || iy >= s.h) {
-            rows[r] = zero;
-          } else {
-            if (pr >= next) dw3_fill(s, g, src + iy * s.w, slot);
-            rows[r] = slot;
+      if (g.whole)
+        for (int64_t iy = std::max<int64_t>(0, -s.pad_t);
+             iy < std::min<int64_t>(s.h, g.need - s.pad_t); ++iy)
+          dw3_fill(s, g, ow, src + iy * s.w, zero + (iy + s.pad_t) * g.row);
+      for (int64_t m = 0; m < mult; ++m) {
+        const int64_t oc = ci * mult + m;
+        const float* wk = w + oc * 9;
+        const float w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5],
+                    w6 = wk[6], w7 = wk[7], w8 = wk[8];
+        const int64_t o = (b * s.k + oc) * oh * ow;
+        int64_t next = 0;   // first padded row not yet in the ring
+        int64_t slot0 = 0;  // (oy * st) % 3
+        for (int64_t oy0 = 0; oy0 < oh; oy0 += g.blk) {
+          const int64_t oy1 = std::min(oh, oy0 + g.blk);
+          for (int64_t oy = oy0; oy < oy1; ++oy) {
+            const float* rows[3];
+            if (g.whole) {
+              for (int r = 0; r < 3; ++r) rows[r] = zero + (oy * st + r) * g.row;
+            } else {
+              for (int r = 0; r < 3; ++r) {
+                const int64_t pr = oy * st + r, iy = pr - s.pad_t;
+                if (iy < 0 || iy >= s.h) {
+                  rows[r] = zero;
+                  continue;
+                }
+                // Padded row pr lives in slot pr % 3 (slot0 + r, wrapped: no division).
+                const int64_t sl = slot0 + r >= 3 ? slot0 + r - 3 : slot0 + r;
+                float* sp = ring + sl * g.row;
+                if (pr >= next) dw3_fill(s, g, ow, src + iy * s.w, sp);
+                rows[r] = sp;
+              }
+              next = oy * st + 3;
+              slot0 += st;
+              if (slot0 >= 3) slot0 -= 3;
+            }
+            const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
+            // Rows are packed at pitch ow: a vector's lanes past ow spill into the next row's
+            // start, which that row overwrites.
+            float* arow = acc + (oy - oy0) * ow;
+            for (int64_t ox = 0; ox < ow; ox += 8) {
+              const auto ld = [&](const float* r, int64_t off) {
+                return *reinterpret_cast<const v8fu*>(r + off + ox);
+              };
+              v8f a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
+              a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
+              a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
+              *reinterpret_cast<v8fu*>(arow + ox) = a;
+            }
           }
-        }
-        next = oy * st + 3;
-        for (int64_t m = 0; m < mult; ++m) {
-          const int64_t oc = ci * mult + m;
-          const float* wk = w + oc * 9;
-          const float w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5],
-                      w6 = wk[6], w7 = wk[7], w8 = wk[8];
-          const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
-          // Tap q of output column ox: phase (q % st) at column ox + q / st.
-          const int64_t p1 = (st == 1) ? 1 : g.pitch, p2 = (st == 1) ? 2 : 1;
-          for (int64_t ox = 0; ox < ow; ox += 8) {
-            const auto ld = [&](const float* r, int64_t off) {
-              return *reinterpret_cast<const v8fu*>(r + off + ox);
-            };
-            v8f a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
-            a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
-            a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
-            *reinterpret_cast<v8f*>(acc + ox) = a;
-          }
-          const int64_t o = (b * s.k + oc) * oh * ow + oy * ow;
-          store(acc, 1, static_cast<int>(ow), y + o, 0, res ? res + o : nullptr,
+          const int64_t oo = o + oy0 * ow;
+          store(acc, 1, static_cast<int>((oy1 - oy0) * ow), y + oo, 0, res ? res + oo : nullptr,
                 bias ? bias + oc : nullptr, nullptr, 1.f, e);
         }
       }
