@@ -322,9 +322,10 @@ def test_conv2d_bad_inputs():
         ev.ops.conv2d(x, w, stride=1.5)
 
 
-# Depthwise 3x3 at stride 1 and 2 has its own row-ring kernel: odd and tiny widths (the 8-wide
-# vector tail, the stride-2 even/odd split with and without its vector body), pads from 0 to past
-# the kernel on each side separately, and a channel multiplier.
+# Depthwise 3x3 at stride 1 and 2 has its own kernel over buffered padded rows: odd and tiny widths
+# (the 8-wide vector tail, the stride-2 even/odd split with and without its vector body), odd and
+# even output heights (rows are computed in pairs), pads from 0 to past the kernel on each side
+# separately, and a channel multiplier.
 DW3_CASES = [
     # n, c, mult, h, w, stride, (top, left, bottom, right)
     (1, 3, 1, 1, 1, 1, (1, 1, 1, 1)),
@@ -339,6 +340,10 @@ DW3_CASES = [
     (1, 3, 1, 8, 16, 1, (4, 5, 4, 5)),
     (1, 3, 2, 6, 19, 2, (3, 2, 3, 5)),
     (1, 8, 1, 14, 14, 2, (0, 0, 0, 0)),
+    # Planes too large to buffer whole: the three-row ring.
+    (1, 2, 1, 130, 131, 1, (1, 1, 1, 1)),
+    (1, 2, 2, 201, 198, 2, (0, 1, 2, 1)),
+    (1, 1, 1, 140, 129, 1, (2, 0, 3, 2)),
 ]
 
 

@@ -1,8 +1,8 @@
 // conv2d: the reference loops and the fast CPU path.
 //
 // Fast path, by case:
-// - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over a ring of three zero-padded,
-//   stride-split input rows kept in L1 (conv_dw3);
+// - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over zero-padded, stride-split copies of
+//   the input rows (conv_dw3);
 // - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
 //   each input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
 // - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
@@ -353,11 +353,13 @@ void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Depthwise 3x3, dilation 1, stride 1 or 2 in both dims (the MobileNet/EfficientNet layers). No
-// per-plane copy: each input row is copied once, when first needed, into a ring of three small
-// zero-padded row buffers that stay in L1; at stride 2 the copy splits the row into even and odd
-// padded columns, so every tap of 8 adjacent outputs is one contiguous vector load and the row
-// kernel has no border branches. Rows outside the image point to a shared zero row.
+// Depthwise 3x3, dilation 1, stride 1 or 2 in both dims (the MobileNet/EfficientNet layers). Each
+// needed input row is copied once into a zero-padded row buffer; at stride 2 the copy splits the
+// row into even and odd padded columns, so every tap of 8 adjacent outputs is one contiguous vector
+// load and the row kernel has no border branches. Planes whose padded rows fit in 64 KB are
+// buffered whole (two output rows per pass share their input rows); larger ones go through a ring
+// of three row buffers that stays in L1. Rows outside the image are zero rows. The epilogue is
+// applied by one store per block of output rows, packed at pitch ow.
 // ---------------------------------------------------------------------------------------------
 bool dw3_fast(const Conv2dShape& s) {
   return s.r == 3 && s.s == 3 && s.dil_h == 1 && s.dil_w == 1 && s.stride_h == s.stride_w &&
@@ -384,7 +386,7 @@ Dw3Geom dw3_geom(const Conv2dShape& s) {
   g.blk = std::max<int64_t>(1, 2048 / ow);
   g.acc = sgemm::round_up(g.blk * ow + 8, 16);
   g.need = (s.out_h() - 1) * s.stride_h + 3;
-  g.whole = g.need * g.row <= 8192;
+  g.whole = g.need * g.row <= 16384;
   g.buf = g.whole ? g.need * g.row : 4 * g.row;
   return g;
 }
@@ -482,7 +484,31 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
         int64_t slot0 = 0;  // (oy * st) % 3
         for (int64_t oy0 = 0; oy0 < oh; oy0 += g.blk) {
           const int64_t oy1 = std::min(oh, oy0 + g.blk);
-          for (int64_t oy = oy0; oy < oy1; ++oy) {
+          int64_t oy = oy0;
+          // Whole mode: two output rows per pass share the input rows between them. Columns go
+          // right to left so the first row's spill into the second row's start is overwritten.
+          if (g.whole)
+            for (; oy + 2 <= oy1; oy += 2) {
+              const float* r0 = zero + oy * st * g.row;
+              const float *r1 = r0 + g.row, *r2 = r1 + g.row, *r3 = r2 + g.row;
+              const float* r4 = r3 + g.row;
+              const float *q0 = st == 1 ? r1 : r2, *q1 = st == 1 ? r2 : r3, *q2 = st == 1 ? r3 : r4;
+              float* arow = acc + (oy - oy0) * ow;
+              for (int64_t ox = (ow - 1) / 8 * 8; ox >= 0; ox -= 8) {
+                const auto ld = [&](const float* r, int64_t off) {
+                  return *reinterpret_cast<const v8fu*>(r + off + ox);
+                };
+                v8f a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
+                v8f c = ld(q0, 0) * w0 + ld(q0, p1) * w1 + ld(q0, p2) * w2;
+                a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
+                c += ld(q1, 0) * w3 + ld(q1, p1) * w4 + ld(q1, p2) * w5;
+                a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
+                c += ld(q2, 0) * w6 + ld(q2, p1) * w7 + ld(q2, p2) * w8;
+                *reinterpret_cast<v8fu*>(arow + ox) = a;
+                *reinterpret_cast<v8fu*>(arow + ow + ox) = c;
+              }
+            }
+          for (; oy < oy1; ++oy) {
             const float* rows[3];
             if (g.whole) {
               for (int r = 0; r < 3; ++r) rows[r] = zero + (oy * st + r) * g.row;
