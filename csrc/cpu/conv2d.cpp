@@ -428,20 +428,28 @@ inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const 
   const int64_t jo0 = pl / 2, jo1 = std::min<int64_t>(ow, (w + pl) / 2);
   const float* se = src - pl;
   const float* so = src + 1 - pl;
-  int64_t j = std::max(je0, jo0);
+  const int64_t j0 = std::max(je0, jo0);
+  int64_t j = j0;
   const int64_t jb = std::min(je1, jo1);
   for (int64_t k = je0; k < std::min(j, je1); ++k) e[k] = se[2 * k];
   for (int64_t k = jo0; k < std::min(j, jo1); ++k) o[k] = so[2 * k];
   // Where both phases are read: 16 input floats src[2j - pl ..] -> 8 even + 8 odd columns with
-  // two vector shuffles (j >= je0 keeps the first load at or after src[0]).
-  for (; j + 8 <= jb && 2 * j + 16 - pl <= w; j += 8) {
-    const float* p = src + 2 * j - pl;
-    v8f lo = *reinterpret_cast<const v8fu*>(p);
-    v8f hi = *reinterpret_cast<const v8fu*>(p + 8);
-    const v8f ev = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-    const v8f od = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-    *reinterpret_cast<v8fu*>(e + j) = ev;
-    *reinterpret_cast<v8fu*>(o + j) = od;
+  // two vector shuffles (j >= je0 keeps the first load at or after src[0]; the last load must end
+  // by src[w - 1]). The last vector may overlap the previous one instead of leaving a scalar tail.
+  const int64_t jlast = std::min(jb - 8, w + pl >= 16 ? (w + pl - 16) / 2 : int64_t{-1});
+  const auto split = [&](int64_t jj) {
+    const float* p = src + 2 * jj - pl;
+    const v8f lo = *reinterpret_cast<const v8fu*>(p);
+    const v8f hi = *reinterpret_cast<const v8fu*>(p + 8);
+    *reinterpret_cast<v8fu*>(e + jj) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    *reinterpret_cast<v8fu*>(o + jj) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+  };
+  if (jlast >= j0) {
+    for (; j <= jlast; j += 8) split(j);
+    if (j < jlast + 8) {
+      split(jlast);
+      j = jlast + 8;
+    }
   }
   for (int64_t k = j; k < je1; ++k) e[k] = se[2 * k];
   for (int64_t k = j; k < jo1; ++k) o[k] = so[2 * k];
