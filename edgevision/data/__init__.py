@@ -10,6 +10,7 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
 from .cifar10 import CIFAR10_CLASSES, load_cifar10
 from .folder import load_image_folder
+from .sr import SRPairs, bicubic_downscale, psnr_y, rgb_to_y
 
 
 __all__ = ["CIFAR10_CLASSES", "load_cifar10", "load_image_folder", "SRPairs", "bicubic_downscale",

@@ -50,3 +50,44 @@ def train_classify(data: str, out: str, model: str = "fastnet", epochs: float = 
                         epochs=epochs, seed=seed, mean=mean, std=std, dataset=os.path.abspath(data), **hp)
     return fit(task, out, epochs, seed=seed, resume=resume, ctx=ctx, command=command, quiet=quiet,
                budget_s=budget_minutes * 60 if budget_minutes else None)
+
+
+def train_gan(data: str, out: str, epochs: float = 20, *, latent: int = 128, g_width: int = 256, d_width: int = 64,
+              batch_size: int = 64, lr: float = 2e-4, judge: str | None = None, eval_samples: int = 1000,
+              seed: int = 0, device: str | None = None, threads: int | None = None, resume: bool = True,
+              quiet: bool = False, budget_minutes: float | None = None, command: str | None = None) -> dict:
+    """Train the class-conditional DCGAN on the training split of a CIFAR-10 folder or image folder."""
+    from .gan import GANTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    ctx = setup(device)
+    train, _, classes, _, _ = _load_classify_data(data, None)
+    task = GANTask(train, classes, device=ctx.device, latent=latent, g_width=g_width, d_width=d_width,
+                   batch_size=batch_size, lr=lr, judge=judge, eval_samples=eval_samples, seed=seed,
+                   dataset=os.path.abspath(data))
+    return fit(task, out, epochs, seed=seed, resume=resume, ctx=ctx, command=command, quiet=quiet,
+               budget_s=budget_minutes * 60 if budget_minutes else None)
+
+
+def train_sr(data: str, out: str, epochs: float = 20, *, scale: int = 2, channels: int = 1, width: int = 64,
+             depth: int = 3, patch: int = 24, batch_size: int = 32, lr: float = 1e-3, steps_per_epoch: int = 200,
+             holdout: int = 5, eval_dirs: list[str] | None = None, seed: int = 0, device: str | None = None,
+             threads: int | None = None, resume: bool = True, quiet: bool = False,
+             budget_minutes: float | None = None, command: str | None = None) -> dict:
+    """Train ESPCN on a folder of HR images (or an SR root with T91/, Set5/, Set14/)."""
+    from ..data import sr as srdata
+    from .sr import SRTask, find_sets
+
+    if threads:
+        torch.set_num_threads(threads)
+    ctx = setup(device)
+    train_dir, evals = find_sets(data)
+    if eval_dirs:
+        evals = {os.path.basename(os.path.normpath(d)): d for d in eval_dirs}
+    task = SRTask(srdata.load_images(train_dir), {k: srdata.load_images(v) for k, v in evals.items()},
+                  device=ctx.device, scale=scale, channels=channels, width=width, depth=depth, patch=patch,
+                  batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, holdout=holdout, seed=seed,
+                  dataset=os.path.abspath(train_dir))
+    return fit(task, out, epochs, seed=seed, resume=resume, ctx=ctx, command=command, quiet=quiet,
+               budget_s=budget_minutes * 60 if budget_minutes else None)

@@ -100,7 +100,7 @@ class ClassifyTask:
         self.config = {"model": model, "model_kwargs": model_kwargs, "recipe": recipe, "hp": hp, "epochs": epochs,
                        "holdout": holdout, "dataset": dataset, "train_images": len(tr)}
         self.meta = {"task": "classify", "labels": list(classes), "input_size": [int(h), int(w)], "color": "rgb",
-                     "mean": list(mean), "std": list(std), "scale": 1 / 255}
+                     "mean": list(mean), "std": list(std), "pixel_scale": 1 / 255}
         self.steps_per_epoch = max(1, len(tr) // hp["batch_size"])
         if hasattr(self.net, "init_from_data"):
             n = min(5000, len(tr))

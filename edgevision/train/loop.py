@@ -75,7 +75,7 @@ def load_checkpoint(path: str) -> dict:
 
 def _plain(x):
     """Numbers from tensors, so metrics serialise to JSON and load under weights_only."""
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, (torch.Tensor, np.generic)):
         return x.item()
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}
