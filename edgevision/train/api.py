@@ -33,10 +33,11 @@ def _load_classify_data(data: str, size: tuple[int, int] | None):
 def train_classify(data: str, out: str, model: str = "fastnet", epochs: float = 10, *, recipe: str | None = None,
                    holdout: int = 5000, seed: int = 0, device: str | None = None, threads: int | None = None,
                    size: tuple[int, int] | None = None, resume: bool = True, quiet: bool = False,
-                   budget_minutes: float | None = None, command: str | None = None, **hp) -> dict:
+                   budget_minutes: float | None = None, command: str | None = None,
+                   model_kwargs: dict | None = None, **hp) -> dict:
     """Train a classifier on a CIFAR-10 binary folder or an image folder; returns the run summary.
 
-    hp overrides the recipe: batch_size, lr, momentum, weight_decay, label_smoothing, flip, translate,
+    model_kwargs go to the model factory (for example fastnet widths); hp overrides the recipe: batch_size, lr, momentum, weight_decay, label_smoothing, flip, translate,
     lookahead. A fixed `holdout` of training images selects the best epoch; the test split is only
     scored once, at the end, on the best checkpoint.
     """
@@ -47,7 +48,8 @@ def train_classify(data: str, out: str, model: str = "fastnet", epochs: float = 
     ctx = setup(device)
     train, test, classes, mean, std = _load_classify_data(data, size)
     task = ClassifyTask(model, train, test, classes, device=ctx.device, holdout=holdout, recipe=recipe,
-                        epochs=epochs, seed=seed, mean=mean, std=std, dataset=os.path.abspath(data), **hp)
+                        epochs=epochs, seed=seed, mean=mean, std=std, dataset=os.path.abspath(data),
+                        model_kwargs=model_kwargs, **hp)
     return fit(task, out, epochs, seed=seed, resume=resume, ctx=ctx, command=command, quiet=quiet,
                budget_s=budget_minutes * 60 if budget_minutes else None)
 

@@ -67,9 +67,22 @@ def add_train_parser(sub) -> None:
     q.set_defaults(fn=_run_sr)
 
 
-def _command() -> str:
-    return "edgevision " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
+def _command(args) -> str:
+    """The command line that reproduces this run, every option spelled out (defaults included)."""
+    words = ["edgevision", "train", args.task]
+    for key, value in vars(args).items():
+        if key in ("fn", "command", "task") or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "resume":
+            words += [] if value else ["--no-resume"]
+        elif key == "quiet":
+            words += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _run_classify(args) -> int:
@@ -79,7 +92,7 @@ def _run_classify(args) -> int:
     from .api import train_classify
 
     train_classify(args.data, args.out, args.model, args.epochs, recipe=args.recipe, holdout=args.holdout,
-                   size=tuple(args.size) if args.size else None, command=_command(), **_common(args), **hp)
+                   size=tuple(args.size) if args.size else None, command=_command(args), **_common(args), **hp)
     return 0
 
 
@@ -92,7 +105,7 @@ def _run_gan(args) -> int:
 
     train_gan(args.data, args.out, args.epochs, latent=args.latent, g_width=args.g_width, d_width=args.d_width,
               batch_size=args.batch_size, lr=args.lr, judge=args.judge, eval_samples=args.eval_samples,
-              command=_command(), **_common(args))
+              command=_command(args), **_common(args))
     return 0
 
 
@@ -102,7 +115,7 @@ def _run_sr(args) -> int:
     train_sr(args.data, args.out, args.epochs, scale=args.scale, channels=args.channels, width=args.width,
              depth=args.depth, patch=args.patch, batch_size=args.batch_size, lr=args.lr,
              steps_per_epoch=args.steps_per_epoch, holdout=args.holdout, eval_dirs=args.eval_dirs,
-             command=_command(), **_common(args))
+             command=_command(args), **_common(args))
     return 0
 
 

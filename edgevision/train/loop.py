@@ -152,8 +152,10 @@ def fit(task, out_dir: str, epochs: float, *, seed: int = 0, resume: bool = True
         for name, opt in task.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
         task.load_extra_state(ckpt.get("extra", {}))
-        history, best, done = ckpt["history"], ckpt.get("best"), ckpt.get("done", False)
+        history, best = ckpt["history"], ckpt.get("best")
         start_epoch, step, wall_before = ckpt["epoch"], ckpt["step"], ckpt["wall_s"]
+        # Asking for more epochs continues a finished run; a spent time budget stays spent.
+        done = step >= total_steps or bool(budget_s and wall_before >= budget_s)
         if ctx.main and not quiet:
             print(f"resumed from {last_path} after epoch {start_epoch} (step {step})", flush=True)
 
