@@ -61,8 +61,14 @@ struct Conv2dShape {
   int64_t pad_t = 0, pad_l = 0, pad_b = 0, pad_r = 0;
   int64_t dil_h = 1, dil_w = 1;
   int64_t groups = 1;
-  int64_t out_h() const { return (h + pad_t + pad_b - dil_h * (r - 1) - 1) / stride_h + 1; }
-  int64_t out_w() const { return (w + pad_l + pad_r - dil_w * (s - 1) - 1) / stride_w + 1; }
+  // 0 when the dilated kernel is larger than the padded input (C++ division truncates toward zero,
+  // so the span must be checked before dividing).
+  int64_t out_h() const { return out_size(h, r, stride_h, pad_t + pad_b, dil_h); }
+  int64_t out_w() const { return out_size(w, s, stride_w, pad_l + pad_r, dil_w); }
+  static int64_t out_size(int64_t in, int64_t k, int64_t st, int64_t pads, int64_t d) {
+    const int64_t span = in + pads - d * (k - 1) - 1;
+    return span < 0 ? 0 : span / st + 1;
+  }
   double flops() const { return 2.0 * n * k * out_h() * out_w() * (c / groups) * r * s; }
 };
 void conv2d_ref(const Conv2dShape&, const float* x, const float* w, const float* bias,
@@ -111,6 +117,7 @@ struct Pool2dShape {
   int64_t out_w() const { return out_size(w, kw, stride_w, pad_l, pad_r, dil_w); }
   int64_t out_size(int64_t in, int64_t k, int64_t st, int64_t p0, int64_t p1, int64_t d) const {
     const int64_t span = in + p0 + p1 - d * (k - 1) - 1;
+    if (span < 0) return 0;  // the dilated kernel is larger than the padded input (not -1 / st == 0)
     int64_t out = (ceil_mode ? (span + st - 1) / st : span / st) + 1;
     if (ceil_mode && (out - 1) * st >= in + p0) --out;
     return out;
@@ -169,7 +176,9 @@ void pixel_shuffle_cpu(const PixelShuffleShape&, const float* x, float* y);
 //   PytorchHalfPixel  as HalfPixel, but 0 when the output length is 1
 //   AlignCorners      o * (in - 1) / (out - 1), 0 when out == 1
 //   Asymmetric        o / scale                           (torch 'nearest')
-// Nearest rounds that coordinate with NearestMode; bilinear clamps it to [0, in - 1].
+// Nearest rounds that coordinate with NearestMode, exactly at ties (a coordinate within 1e-9 of a
+// rounding boundary counts as on it, so float error never picks the other neighbour), then clamps
+// the index to [0, in - 1]; bilinear clamps the coordinate to [0, in - 1].
 // ---------------------------------------------------------------------------------------------
 enum class ResizeMode : int { Nearest = 0, Bilinear = 1 };
 enum class CoordMode : int { HalfPixel = 0, PytorchHalfPixel = 1, AlignCorners = 2, Asymmetric = 3 };
@@ -249,7 +258,9 @@ void concat_cpu(const ConcatShape&, const float* const* xs, float* y);
 // preprocess: one uint8 HWC camera frame (3 channels, BGR or RGB, rows `row_bytes` apart so ROIs and
 // padded rows work) -> float [3, out_h, out_w] (NCHW for one image; write into a batch by offsetting
 // dst). In one pass: resize to resize_h x resize_w (bilinear half-pixel like cv2.INTER_LINEAR without
-// its fixed-point rounding, or nearest), centre crop to out_h x out_w, then
+// its fixed-point rounding, i.e. torch bilinear with align_corners=False; or nearest, which picks
+// source pixel floor((o + 0.5) * in / out) like torch 'nearest-exact' and cv2.INTER_NEAREST_EXACT,
+// not cv2.INTER_NEAREST's floor(o * in / out)), centre crop to out_h x out_w, then
 //   dst[c] = (src[c'] * scale - mean[c]) / std[c]
 // where c' swaps R and B when swap_rb (a BGR frame to an RGB model). resize_h/w == 0 means no resize
 // (then out <= in and the crop is taken from the frame itself).
@@ -273,7 +284,9 @@ void preprocess_ref(const PreprocessShape&, const uint8_t* src, float* dst);
 void preprocess_cpu(const PreprocessShape&, const uint8_t* src, float* dst);
 
 // postprocess_image: float [c, h, w] (c = 1 or 3) -> uint8 [h, w, c]:
-//   dst = clamp(round((src * std[c] + mean[c]) * scale), 0, 255), R and B swapped when swap_rb.
+//   dst = clamp(round((src * std[c] + mean[c]) * scale), 0, 255), R and B swapped when swap_rb
+// (mean/std are indexed by the model's channel c). round is half to even (numpy.rint, torch.round,
+// cv2's saturate_cast); NaN gives 0. Evaluated in double so the bytes are exactly reproducible.
 // For a Tanh generator use mean 0.5, std 0.5, scale 255.
 struct PostprocessShape {
   int64_t c = 3, h = 1, w = 1;

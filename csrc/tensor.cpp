@@ -51,6 +51,8 @@ constexpr uint8_t kDLInt = 0, kDLUInt = 1, kDLFloat = 2;
 
 bool contiguous(const std::vector<int64_t>& shape, const int64_t* strides_elems) {
   if (!strides_elems) return true;
+  for (int64_t d : shape)
+    if (d == 0) return true;  // empty: no memory is touched; the caller reports it as empty
   int64_t expected = 1;
   for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
     // Strides of size-1 dimensions are meaningless; producers set them to anything.

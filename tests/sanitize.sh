@@ -14,14 +14,15 @@ cmake --build "$build" -j2
 # A package tree holding the Python sources and the sanitized module (the source tree stays clean).
 rm -rf "$pkg" && mkdir -p "$pkg"
 cp -r edgevision "$pkg/" && rm -f "$pkg"/edgevision/_C*.so && cp "$build"/_C*.so "$pkg/edgevision/"
-# The ASan runtime must be loaded before anything else; Python itself is not instrumented and keeps
-# memory alive at exit, so leak detection is off.
-export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+# The ASan runtime must be loaded before anything else, and libstdc++ with it so ASan's __cxa_throw
+# interceptor finds the real one (else the first C++ exception, i.e. any ValueError from a binding,
+# aborts). Python itself is not instrumented and keeps memory alive at exit: leak detection is off.
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$pkg"
 if [ $# -eq 0 ]; then
   set -- $(ls tests/test_*.py | grep -v -e test_build.py)
 fi
-python -c "import edgevision, sys; assert edgevision.info()['build']['sanitizers'], 'not the sanitized build'; print('sanitized build:', edgevision.__file__)"
+python -P -c "import edgevision, sys; assert edgevision.info()['build']['sanitizers'], 'not the sanitized build'; print('sanitized build:', edgevision.__file__)"
 exec python -P -m pytest -q -p no:cacheprovider "$@"   # -P: import the sanitized package, not ./edgevision

@@ -1,0 +1,255 @@
+// 2-D pooling on the CPU: max and average over windows, and global max and average, each as the
+// reference and the fast path.
+//
+// Semantics are PyTorch's, extended to asymmetric and arbitrarily large pads as ONNX allows:
+// - max: the window is the dilated taps inside the input; NaN propagates; a window with no tap
+//   inside the input (possible only with large pads or dilation) gives -inf.
+// - avg: the window [start, start + k) is first clipped to the padded input [-pad_begin,
+//   in + pad_end); its size is the divisor with count_include_pad. It is then clipped to the input;
+//   the number of elements left is the divisor without count_include_pad. A window with nothing
+//   left gives 0.
+// Fast path: OpenMP over output rows of all planes. Along a row, the outputs whose window lies
+// wholly inside the input take a branch-free loop (one pass per kernel column, accumulating into
+// the output row, which the compiler vectorizes); the few clipped outputs at the ends take the
+// scalar path.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "ops.h"
+
+namespace ev {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Below this many input reads a call runs on one thread: waking a team costs more.
+constexpr int64_t kParallelWork = 1 << 15;
+
+// NaN-propagating max in PyTorch's form: once the running value is NaN it stays NaN.
+inline float max_nan(float m, float v) { return (v > m || v != v) ? v : m; }
+
+// Clipped average window along one axis: [lo, hi) inside the input and the padded extent.
+struct AvgSpan {
+  int64_t lo, hi, padded;
+};
+inline AvgSpan avg_span(int64_t o, int64_t in, int64_t k, int64_t st, int64_t p0, int64_t p1) {
+  const int64_t start = o * st - p0;
+  const int64_t end = std::min(start + k, in + p1);
+  const int64_t padded = end - std::max(start, -p0);
+  return {std::max<int64_t>(start, 0), std::min(end, in), padded};
+}
+
+// First tap index >= 0 and one past the last tap inside [0, in) of a dilated window at `start`.
+inline void max_taps(int64_t start, int64_t in, int64_t k, int64_t d, int64_t* t0, int64_t* t1) {
+  *t0 = start < 0 ? (-start + d - 1) / d : 0;
+  const int64_t last = in - 1 - start;  // taps t with start + t * d <= in - 1
+  *t1 = last < 0 ? 0 : std::min(k, last / d + 1);
+  if (*t1 < *t0) *t1 = *t0;
+}
+
+// Output columns [a, b) whose whole (dilated) window lies inside [0, in); a = b = out if none.
+inline void interior(int64_t out, int64_t in, int64_t k, int64_t st, int64_t p0, int64_t d,
+                     int64_t* a, int64_t* b) {
+  const int64_t span = (k - 1) * d;
+  *a = std::min(out, (p0 + st - 1) / st);
+  const int64_t hi = in - 1 - span + p0;  // o * st <= hi
+  *b = hi < 0 ? 0 : std::min(out, hi / st + 1);
+  if (*b <= *a) *a = *b = out;  // no interior: the edge loop [0, a) covers every column
+}
+
+}  // namespace
+
+void max_pool2d_ref(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  for (int64_t p = 0; p < s.n * s.c; ++p)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        float m = kNegInf;
+        for (int64_t ky = 0; ky < s.kh; ++ky) {
+          const int64_t iy = oy * s.stride_h - s.pad_t + ky * s.dil_h;
+          if (iy < 0 || iy >= s.h) continue;
+          for (int64_t kx = 0; kx < s.kw; ++kx) {
+            const int64_t ix = ox * s.stride_w - s.pad_l + kx * s.dil_w;
+            if (ix < 0 || ix >= s.w) continue;
+            m = max_nan(m, x[(p * s.h + iy) * s.w + ix]);
+          }
+        }
+        y[(p * oh + oy) * ow + ox] = m;
+      }
+}
+
+void avg_pool2d_ref(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  for (int64_t p = 0; p < s.n * s.c; ++p)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const AvgSpan sy = avg_span(oy, s.h, s.kh, s.stride_h, s.pad_t, s.pad_b);
+        const AvgSpan sx = avg_span(ox, s.w, s.kw, s.stride_w, s.pad_l, s.pad_r);
+        float& out = y[(p * oh + oy) * ow + ox];
+        if (sy.lo >= sy.hi || sx.lo >= sx.hi) {
+          out = 0.f;
+          continue;
+        }
+        double sum = 0.0;
+        for (int64_t iy = sy.lo; iy < sy.hi; ++iy)
+          for (int64_t ix = sx.lo; ix < sx.hi; ++ix) sum += x[(p * s.h + iy) * s.w + ix];
+        const int64_t div = s.count_include_pad ? sy.padded * sx.padded
+                                                : (sy.hi - sy.lo) * (sx.hi - sx.lo);
+        out = static_cast<float>(sum / div);
+      }
+}
+
+void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
+  int64_t xa, xb;
+  interior(ow, s.w, s.kw, s.stride_w, s.pad_l, s.dil_w, &xa, &xb);
+#pragma omp parallel for schedule(static) if (rows * ow * s.kh * s.kw > kParallelWork)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t p = row / oh, oy = row % oh;
+    const float* xp = x + p * s.h * s.w;
+    float* yr = y + row * ow;
+    const int64_t ystart = oy * s.stride_h - s.pad_t;
+    int64_t ky0, ky1;
+    max_taps(ystart, s.h, s.kh, s.dil_h, &ky0, &ky1);
+    auto clipped = [&](int64_t ox) {
+      const int64_t xstart = ox * s.stride_w - s.pad_l;
+      int64_t kx0, kx1;
+      max_taps(xstart, s.w, s.kw, s.dil_w, &kx0, &kx1);
+      float m = kNegInf;
+      for (int64_t ky = ky0; ky < ky1; ++ky) {
+        const float* xr = xp + (ystart + ky * s.dil_h) * s.w;
+        for (int64_t kx = kx0; kx < kx1; ++kx) m = max_nan(m, xr[xstart + kx * s.dil_w]);
+      }
+      yr[ox] = m;
+    };
+    for (int64_t ox = 0; ox < xa; ++ox) clipped(ox);
+    for (int64_t ox = xb; ox < ow; ++ox) clipped(ox);
+    if (xa < xb) {
+      for (int64_t ox = xa; ox < xb; ++ox) yr[ox] = kNegInf;
+      for (int64_t ky = ky0; ky < ky1; ++ky) {
+        const float* xr = xp + (ystart + ky * s.dil_h) * s.w;
+        for (int64_t kx = 0; kx < s.kw; ++kx) {
+          const int64_t off = kx * s.dil_w - s.pad_l, st = s.stride_w;
+          for (int64_t ox = xa; ox < xb; ++ox) yr[ox] = max_nan(yr[ox], xr[ox * st + off]);
+        }
+      }
+    }
+  }
+}
+
+void avg_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
+  int64_t xa, xb;
+  interior(ow, s.w, s.kw, s.stride_w, s.pad_l, 1, &xa, &xb);
+#pragma omp parallel for schedule(static) if (rows * ow * s.kh * s.kw > kParallelWork)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t p = row / oh, oy = row % oh;
+    const float* xp = x + p * s.h * s.w;
+    float* yr = y + row * ow;
+    const AvgSpan sy = avg_span(oy, s.h, s.kh, s.stride_h, s.pad_t, s.pad_b);
+    if (sy.lo >= sy.hi) {
+      std::fill(yr, yr + ow, 0.f);
+      continue;
+    }
+    const int64_t vy = sy.hi - sy.lo;
+    auto clipped = [&](int64_t ox) {
+      const AvgSpan sx = avg_span(ox, s.w, s.kw, s.stride_w, s.pad_l, s.pad_r);
+      if (sx.lo >= sx.hi) {
+        yr[ox] = 0.f;
+        return;
+      }
+      float sum = 0.f;
+      for (int64_t iy = sy.lo; iy < sy.hi; ++iy)
+        for (int64_t ix = sx.lo; ix < sx.hi; ++ix) sum += xp[iy * s.w + ix];
+      const int64_t div = s.count_include_pad ? sy.padded * sx.padded : vy * (sx.hi - sx.lo);
+      yr[ox] = sum / static_cast<float>(div);
+    };
+    for (int64_t ox = 0; ox < xa; ++ox) clipped(ox);
+    for (int64_t ox = xb; ox < ow; ++ox) clipped(ox);
+    if (xa < xb) {
+      for (int64_t ox = xa; ox < xb; ++ox) yr[ox] = 0.f;
+      for (int64_t iy = sy.lo; iy < sy.hi; ++iy) {
+        const float* xr = xp + iy * s.w;
+        for (int64_t kx = 0; kx < s.kw; ++kx) {
+          const int64_t off = kx - s.pad_l, st = s.stride_w;
+          for (int64_t ox = xa; ox < xb; ++ox) yr[ox] += xr[ox * st + off];
+        }
+      }
+      const float inv = 1.f / static_cast<float>(s.count_include_pad ? sy.padded * s.kw : vy * s.kw);
+      for (int64_t ox = xa; ox < xb; ++ox) yr[ox] *= inv;
+    }
+  }
+}
+
+void global_avg_pool_ref(const GlobalPoolShape& s, const float* x, float* y) {
+  const int64_t hw = s.h * s.w;
+  for (int64_t p = 0; p < s.n * s.c; ++p) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < hw; ++i) sum += x[p * hw + i];
+    y[p] = static_cast<float>(sum / hw);
+  }
+}
+
+void global_max_pool_ref(const GlobalPoolShape& s, const float* x, float* y) {
+  const int64_t hw = s.h * s.w;
+  for (int64_t p = 0; p < s.n * s.c; ++p) {
+    float m = kNegInf;
+    for (int64_t i = 0; i < hw; ++i) m = max_nan(m, x[p * hw + i]);
+    y[p] = m;
+  }
+}
+
+namespace {
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+// 8 floats at any float-aligned address: a load through it is one unaligned vector load.
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+inline const v8f_u& load8(const float* p) { return *reinterpret_cast<const v8f_u*>(p); }
+}  // namespace
+
+void global_avg_pool_cpu(const GlobalPoolShape& s, const float* x, float* y) {
+  const int64_t hw = s.h * s.w, planes = s.n * s.c;
+#pragma omp parallel for schedule(static) if (planes * hw > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * hw;
+    // Four independent vector sums: latency-bound FP adds otherwise, and closer to the reference's
+    // double sum than one running float.
+    v8f a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    int64_t i = 0;
+    for (; i + 32 <= hw; i += 32) {
+      a0 += load8(xp + i);
+      a1 += load8(xp + i + 8);
+      a2 += load8(xp + i + 16);
+      a3 += load8(xp + i + 24);
+    }
+    for (; i + 8 <= hw; i += 8) a0 += load8(xp + i);
+    const v8f a = (a0 + a1) + (a2 + a3);
+    double sum = 0.0;
+    for (int l = 0; l < 8; ++l) sum += a[l];
+    for (; i < hw; ++i) sum += xp[i];
+    y[p] = static_cast<float>(sum / hw);
+  }
+}
+
+void global_max_pool_cpu(const GlobalPoolShape& s, const float* x, float* y) {
+  const int64_t hw = s.h * s.w, planes = s.n * s.c;
+#pragma omp parallel for schedule(static) if (planes * hw > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * hw;
+    v8f m0 = v8f{} + kNegInf, m1 = m0;
+    int64_t i = 0;
+    for (; i + 16 <= hw; i += 16) {
+      const v8f v0 = load8(xp + i), v1 = load8(xp + i + 8);
+      m0 = ((v0 > m0) | (v0 != v0)) ? v0 : m0;
+      m1 = ((v1 > m1) | (v1 != v1)) ? v1 : m1;
+    }
+    float m = kNegInf;
+    for (int l = 0; l < 8; ++l) m = max_nan(max_nan(m, m0[l]), m1[l]);
+    for (; i < hw; ++i) m = max_nan(m, xp[i]);
+    y[p] = m;
+  }
+}
+
+}  // namespace ev

@@ -1,0 +1,25 @@
+"""Helpers for the pointwise op tests: moving numpy test data to a conftest.TARGETS target and back."""
+import numpy as np
+
+
+def to_target(a, target):
+    """numpy float32 data -> what the op under test receives on `target` (cpu: the numpy array;
+    cuda: a torch CUDA tensor in the target's dtype)."""
+    device, dtype = target
+    if device == "cpu":
+        return a
+    import torch
+    t = torch.tensor(np.asarray(a)).cuda()
+    return t.half() if dtype == "float16" and t.is_floating_point() else t
+
+
+def as_input(a, target):
+    """The float32 values the op actually sees on `target` (FP16 storage rounds its inputs), so the
+    torch expectation is computed on the same data."""
+    return a.astype(np.float16).astype(np.float32) if target[1] == "float16" else a
+
+
+def to_numpy(y):
+    if isinstance(y, np.ndarray):
+        return y
+    return y.detach().float().cpu().numpy() if y.is_floating_point() else y.detach().cpu().numpy()
