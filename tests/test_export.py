@@ -110,7 +110,7 @@ def test_export_builtin_random_classifier(tmp_path):
     report = export.export_builtin("mobilenet_v2", path, num_classes=10, input_size=(64, 64))
     assert report["max_abs_diff"] < 1e-3
     meta = check_metadata(path)
-    assert meta["input_size"] == [64, 64] and len(meta["labels"]) == 10 and meta["pretrained"] == "false"
+    assert meta["input_size"] == [64, 64] and len(meta["labels"]) == 10 and meta["pretrained"] is False
 
 
 def test_efficientnet_lite0_pretrained_onnx_photos(tmp_path):
