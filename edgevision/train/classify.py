@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import create_model
+from .loop import shard
 
 RECIPES = {
     "airbench": dict(batch_size=1024, lr=11.5, momentum=0.85, weight_decay=0.0153, label_smoothing=0.2,
@@ -161,8 +162,7 @@ class ClassifyTask:
         hp = self.hp
         if self.recipe == "airbench" and epoch >= hp["whiten_bias_epochs"] and hasattr(self.net, "whiten"):
             self.net.whiten.bias.requires_grad = False
-        perm = torch.randperm(len(self.x_train), generator=generator)
-        perm = perm[ctx.rank::ctx.world]  # each rank its shard; same seed, so no overlap
+        perm = shard(len(self.x_train), generator, ctx)
         bs = hp["batch_size"] // ctx.world
         for i in range(len(perm) // bs):
             idx = perm[i * bs:(i + 1) * bs]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..models import create_model
 from .classify import augment
-from .loop import load_checkpoint
+from .loop import load_checkpoint, shard
 
 
 class Judge:
@@ -68,7 +68,7 @@ class GANTask:
         self.train_g, self.train_d = wrap(self.g), wrap(self.d)
 
     def train_batches(self, epoch: int, generator: torch.Generator, ctx):
-        perm = torch.randperm(len(self.x), generator=generator)[ctx.rank::ctx.world]
+        perm = shard(len(self.x), generator, ctx)
         bs = self.batch_size // ctx.world
         for i in range(len(perm) // bs):
             idx = perm[i * bs:(i + 1) * bs]

@@ -61,9 +61,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
-    """Data order and augmentation of one epoch depend only on (seed, epoch, rank): resume is exact."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 1009 + rank)
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Data order and augmentation of one epoch depend only on (seed, epoch): resume is exact."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 1009)
+
+
+def shard(n: int, generator: torch.Generator, ctx: Dist) -> torch.Tensor:
+    """This rank's part of a random order of n items.
+
+    The order is the same on every rank (the epoch generator does not depend on the rank), the parts
+    are disjoint and equally long so that ranks step together. The generator is then re-seeded per
+    rank, so that augmentation and noise differ between ranks.
+    """
+    perm = torch.randperm(n, generator=generator)
+    perm = perm[: n // ctx.world * ctx.world][ctx.rank::ctx.world]
+    per_rank(generator, ctx)
+    return perm
+
+
+def per_rank(generator: torch.Generator, ctx: Dist) -> torch.Generator:
+    """Re-seed an epoch generator so that each rank draws different random numbers from here on."""
+    return generator.manual_seed(generator.initial_seed() + 7919 * (ctx.rank + 1))
 
 
 def load_checkpoint(path: str) -> dict:
@@ -185,9 +203,9 @@ def fit(task, out_dir: str, epochs: float, *, seed: int = 0, resume: bool = True
         progress_bar = _Progress(ctx.main and not quiet, steps, f"epoch {epoch + 1}/{n_epochs}")
         sums: dict[str, float] = {}
         t0 = time.time()
-        for i, batch in enumerate(task.train_batches(epoch, epoch_generator(seed, epoch, ctx.rank), ctx)):
+        for i, batch in enumerate(task.train_batches(epoch, epoch_generator(seed, epoch), ctx)):
             p = progress()
-            if i >= steps or p >= 1:
+            if i >= steps or step >= total_steps or p >= 1:
                 break
             out = task.train_step(batch, step, p)
             step += 1

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..data import sr as srdata
 from ..models import create_model
+from .loop import per_rank
 
 
 class SRTask:
@@ -57,6 +58,7 @@ class SRTask:
 
     def train_batches(self, epoch: int, generator: torch.Generator, ctx):
         bs = self.batch_size // ctx.world
+        per_rank(generator, ctx)  # different patches on each rank
         for _ in range(self.steps_per_epoch):
             lr, hr = self.pairs.sample(bs, generator)
             yield lr.to(self.device), hr.to(self.device)
