@@ -81,12 +81,25 @@ def test_holdout_must_leave_training_data(cifar, tmp_path):
 
 def test_gan_one_epoch_with_judge(cifar, tmp_path):
     judge = str(tmp_path / "judge")
-    train_classify(cifar, judge, "seed_cnn", epochs=1, holdout=40, batch_size=32, quiet=True)
+    train_classify(cifar, judge, "fastnet", epochs=0.2, holdout=40, batch_size=32, quiet=True,
+                   model_kwargs={"widths": (8, 8, 8)})
     summary = train_gan(cifar, str(tmp_path / "gan"), epochs=0.2, latent=16, g_width=32, d_width=8, batch_size=32,
-                        judge=os.path.join(judge, "best.pt"), eval_samples=20, quiet=True)
-    assert summary["steps"] == 2 and 0 <= summary["final"]["val_cond_acc"] <= 1
+                        judge=os.path.join(judge, "best.pt"), eval_samples=20, final_samples=30, quiet=True)
+    final = summary["final"]
+    assert summary["steps"] == 2 and 0 <= final["cond_acc"] <= 1 and final["samples"] == 30
+    assert final["frechet_distance_judge_features"] > 0 and final["test_images"] == 40
     ckpt = torch.load(str(tmp_path / "gan" / "best.pt"), weights_only=True)
     assert set(ckpt["modules"]) == {"generator", "discriminator"} and ckpt["meta"]["latent_size"] == 16
+
+
+def test_frechet_distance():
+    from edgevision.train.gan import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    # N(0, I) vs N(1, 4I) in 3-d: |mu|^2 = 3, trace term 3 * (1 + 4 - 2 * 2) = 3
+    assert frechet_distance(a, 1 + 2 * torch.randn(4000, 3, generator=g)) == pytest.approx(6, rel=0.1)
 
 
 def make_sr_folder(folder, n=6):

@@ -47,7 +47,8 @@ def add_train_parser(sub) -> None:
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--lr", type=float, default=2e-4)
     q.add_argument("--judge", default=None, help="classify checkpoint that scores samples (selects the best epoch)")
-    q.add_argument("--eval-samples", type=int, default=1000)
+    q.add_argument("--eval-samples", type=int, default=1000, help="samples the judge scores each epoch")
+    q.add_argument("--final-samples", type=int, default=10000, help="samples scored at the end")
     common(q, 20)
     q.set_defaults(fn=_run_gan)
 
@@ -105,7 +106,7 @@ def _run_gan(args) -> int:
 
     train_gan(args.data, args.out, args.epochs, latent=args.latent, g_width=args.g_width, d_width=args.d_width,
               batch_size=args.batch_size, lr=args.lr, judge=args.judge, eval_samples=args.eval_samples,
-              command=_command(args), **_common(args))
+              final_samples=args.final_samples, command=_command(args), **_common(args))
     return 0
 
 

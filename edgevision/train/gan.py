@@ -3,7 +3,10 @@ generator step, horizontal flips of the real images.
 
 Model selection: when a judge classifier checkpoint is given (for example the trained fastnet), the
 validation metric is the share of generated samples that the judge assigns to the class they were
-conditioned on; otherwise the last epoch is kept.
+conditioned on; otherwise the last epoch is kept. At the end the best generator is scored on
+`final_samples` samples: that share again and, when the judge exposes `features_of` (fastnet does), the
+Fréchet distance between the judge's penultimate features of the samples and of the test images
+(the FID formula on a CIFAR-10 classifier's features, not Inception FID).
 """
 from __future__ import annotations
 
@@ -27,19 +30,35 @@ class Judge:
         self.mean = torch.tensor(ckpt["meta"]["mean"], device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(ckpt["meta"]["std"], device=device).view(1, 3, 1, 1)
 
+    def normalize(self, images_pm1: torch.Tensor) -> torch.Tensor:
+        return ((images_pm1 + 1) / 2 - self.mean) / self.std
+
     def __call__(self, images_pm1: torch.Tensor) -> torch.Tensor:
-        return self.net(((images_pm1 + 1) / 2 - self.mean) / self.std)
+        return self.net(self.normalize(images_pm1))
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)) for feature rows a [n, d] and b [m, d]."""
+    a, b = a.double(), b.double()
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(ca)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    # tr((C_a C_b)^(1/2)) = tr((C_a^(1/2) C_b C_a^(1/2))^(1/2)), a symmetric PSD matrix
+    cross = torch.linalg.eigvalsh(root_a @ cb @ root_a).clamp_min(0).sqrt().sum()
+    return float((a.mean(0) - b.mean(0)).pow(2).sum() + ca.trace() + cb.trace() - 2 * cross)
 
 
 class GANTask:
     name = "gan"
     higher_is_better = True
 
-    def __init__(self, train: tuple, classes, *, device, latent: int = 128, g_width: int = 256, d_width: int = 64,
-                 batch_size: int = 64, lr: float = 2e-4, judge: str | None = None, eval_samples: int = 1000,
-                 seed: int = 0, dataset: str = ""):
+    def __init__(self, train: tuple, classes, *, device, test: tuple | None = None, latent: int = 128,
+                 g_width: int = 256, d_width: int = 64, batch_size: int = 64, lr: float = 2e-4,
+                 judge: str | None = None, eval_samples: int = 1000, final_samples: int = 10000, seed: int = 0,
+                 dataset: str = ""):
         images, labels = train
         self.device, self.batch_size, self.seed, self.eval_samples = device, batch_size, seed, eval_samples
+        self.final_samples, self.test = final_samples, test
         self.x, self.y = images, labels
         n_classes = len(classes)
         g_kwargs = {"latent": latent, "num_classes": n_classes, "width": g_width}
@@ -96,21 +115,34 @@ class GANTask:
     def end_training(self) -> None:
         pass
 
-    def conditional_accuracy(self, n: int) -> float:
-        """Share of n generated samples (classes in turn, fixed noise) the judge assigns to their class."""
+    def _samples(self, n: int):
+        """Batches of (labels, samples in [-1, 1]): classes in turn, noise fixed by the seed."""
         gen = torch.Generator().manual_seed(self.seed + 12345)
-        correct = 0
         for i in range(0, n, 500):
             labels = torch.arange(i, min(n, i + 500)) % self.g.num_classes
-            fake = self.g.sample(labels, gen)
-            correct += (self.judge(fake).argmax(1).cpu() == labels).sum().item()
+            yield labels, self.g.sample(labels, gen)
+
+    def conditional_accuracy(self, n: int) -> float:
+        """Share of n generated samples the judge assigns to the class they were conditioned on."""
+        correct = sum((self.judge(fake).argmax(1).cpu() == labels).sum().item() for labels, fake in self._samples(n))
         return correct / n
 
     def evaluate(self) -> dict:
         return {"val_cond_acc": self.conditional_accuracy(self.eval_samples)} if self.judge else {}
 
     def finish(self) -> dict:
-        return self.evaluate()
+        if not self.judge:
+            return {}
+        out = {"cond_acc": self.conditional_accuracy(self.final_samples), "samples": self.final_samples}
+        features = getattr(self.judge.net, "features_of", None)
+        if features is not None and self.test is not None:
+            fake = torch.cat([features(self.judge.normalize(x)).cpu() for _, x in self._samples(self.final_samples)])
+            images = self.test[0]
+            real = torch.cat([features(self.judge.normalize(images[i:i + 500].to(self.device).float() / 127.5 - 1)).cpu()
+                              for i in range(0, len(images), 500)])
+            out["frechet_distance_judge_features"] = frechet_distance(fake, real)
+            out["test_images"] = len(images)
+        return out
 
     def extra_state(self) -> dict:
         return {}
