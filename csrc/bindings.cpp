@@ -321,9 +321,10 @@ py::object pool2d(bool is_max, py::handle x_, Pair kernel, Pair stride, Quad pad
   s.ceil_mode = ceil_mode;
   s.count_include_pad = count_include_pad;
   EV_CHECK(is_max || (s.dil_h == 1 && s.dil_w == 1), op, ": dilation is only defined for max pooling");
-  EV_CHECK(s.pad_t < (s.kh - 1) * s.dil_h + 1 && s.pad_b < (s.kh - 1) * s.dil_h + 1 &&
-               s.pad_l < (s.kw - 1) * s.dil_w + 1 && s.pad_r < (s.kw - 1) * s.dil_w + 1,
-           op, ": padding must be smaller than the (dilated) kernel, so no window lies entirely in it");
+  // Max pooling accepts any padding (ONNX allows pads beyond the kernel; a window entirely in padding
+  // gives -inf). Average pooling would divide such a window by zero, so its pads stay below the kernel.
+  EV_CHECK(is_max || (s.pad_t < s.kh && s.pad_b < s.kh && s.pad_l < s.kw && s.pad_r < s.kw), op,
+           ": padding must be smaller than the kernel, so no window lies entirely in it");
   EV_CHECK(s.out_h() >= 1 && s.out_w() >= 1, op, ": the padded input ", x.shape_str(),
            " is smaller than the kernel");
   View y;
@@ -844,4 +845,9 @@ PYBIND11_MODULE(_C, m) {
     omp_set_num_threads(n);
   }, "Threads used by the CPU kernels (OpenMP), like torch.set_num_threads.");
   m.def("get_num_threads", [] { return omp_get_max_threads(); });
+  m.def("cpu_peak_gflops", [](int threads) {
+    EV_CHECK(threads >= 1 && threads <= 4096, "cpu_peak_gflops: threads must be in [1, 4096]");
+    py::gil_scoped_release release;
+    return cpu_peak_gflops(threads);
+  }, "Measured FP32 FMA peak of this CPU in GFLOP/s with `threads` threads (a ~0.1 s microbenchmark).");
 }

@@ -73,6 +73,8 @@ struct Conv2dShape {
 };
 void conv2d_ref(const Conv2dShape&, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue&);
+// The CPU workspace of conv2d and gemm depends on omp_get_max_threads() at the time of the query:
+// call the kernel with the same thread count (or fewer) as when the size was asked for.
 size_t conv2d_cpu_workspace(const Conv2dShape&);
 void conv2d_cpu(const Conv2dShape&, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue&, void* workspace);
@@ -153,6 +155,9 @@ void gemm_ref(const GemmShape&, const float* a, const float* b, const float* bia
 size_t gemm_cpu_workspace(const GemmShape&);
 void gemm_cpu(const GemmShape&, const float* a, const float* b, const float* bias,
               const float* residual, float* y, const Epilogue&, void* workspace);
+// This machine's FP32 FMA peak in GFLOP/s with `threads` OpenMP threads (<= 0: all), measured by a
+// short microbenchmark (~0.1 s); the op benchmark reports kernels as a fraction of it.
+double cpu_peak_gflops(int threads);
 
 // ---------------------------------------------------------------------------------------------
 // pixel_shuffle / DepthToSpace: x [n, c * b * b, h, w] -> y [n, c, h * b, w * b].

@@ -148,7 +148,8 @@ View to_view(py::handle obj, const char* op, const char* name, bool allow_stride
       v.strides[i] = arr.strides()[i] / arr.itemsize();
     }
     EV_CHECK(allow_strided || contiguous(v.shape, v.strides.data()), op, ": ", name, " of shape ", v.shape_str(),
-             " is not C-contiguous; pass np.ascontiguousarray(", name, ")");
+             " is not contiguous; pass a contiguous tensor (np.ascontiguousarray(", name,
+             ") in numpy, .contiguous() in torch)");
     v.data = const_cast<void*>(arr.data());
     return v;
   }

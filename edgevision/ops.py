@@ -145,19 +145,33 @@ def _framework(x) -> str:
 
 
 def _tensor(x):
-    """What the extension receives: numpy arrays as they are, torch tensors detached (DLPack refuses
-    tensors that require grad), other objects as they are (the extension calls __dlpack__)."""
+    """What the extension receives. numpy arrays as they are; torch CPU tensors as zero-copy numpy
+    views (reading a numpy array costs the extension far less than a DLPack export), detached
+    first since inference records no gradient; other objects as they are (the extension calls
+    __dlpack__); plain sequences become float32 numpy arrays, as numpy's own functions accept."""
     if x is None or isinstance(x, np.ndarray):
         return x
-    if _framework(x) == "torch" and x.requires_grad:
-        return x.detach()
+    if _framework(x) == "torch":
+        if x.requires_grad:
+            x = x.detach()
+        return x.numpy() if x.device.type == "cpu" and x.dtype in _TORCH_NUMPY else x
     if not hasattr(x, "__dlpack__") and type(x).__name__ != "PyCapsule":
-        # lists, scalars, array-likes: a CPU numpy array, like numpy's own functions accept.
         try:
             return np.ascontiguousarray(x, dtype=np.float32)
         except (TypeError, ValueError):
             raise TypeError(f"expected a numpy array or a DLPack tensor, got {type(x).__name__}") from None
     return x
+
+
+class _LazyTorchDtypes:
+    """The torch dtypes that have a numpy twin, looked up on first use (torch is optional)."""
+
+    def __contains__(self, dtype):
+        import torch
+        return dtype in (torch.float32, torch.float16, torch.uint8)
+
+
+_TORCH_NUMPY = _LazyTorchDtypes()
 
 
 class _Target:
@@ -168,6 +182,7 @@ class _Target:
         self.out = out
         self.framework = _framework(like)
         self.stream = self._stream(stream)
+        self.result = None  # the tensor handed back when the extension sees a view of it
 
     def _stream(self, stream) -> int:
         if stream is not None:
@@ -186,12 +201,16 @@ class _Target:
     def alloc(self, shape, dtype: str, device: str, is_output: bool):
         """Called by the extension for the output (is_output) and for scratch memory."""
         if is_output and self.out is not None:
+            self.result = self.out
             return _tensor(self.out)
         if device == "cpu":
             if self.framework == "torch":
                 import torch
-                return torch.empty(tuple(shape), dtype=getattr(torch, dtype))
-            return np.empty(tuple(shape), dtype=dtype)
+                t = torch.empty(shape, dtype=getattr(torch, dtype))
+                if is_output:
+                    self.result = t
+                return t.numpy()
+            return np.empty(shape, _NUMPY_DTYPES[dtype])
         index = int(device.split(":")[1])
         if self.framework == "torch":
             import torch
@@ -204,10 +223,22 @@ class _Target:
                         "(a CUDA tensor of the result's shape) or use torch or CuPy tensors")
 
 
+_NUMPY_DTYPES = {name: np.dtype(name) for name in ("float32", "float16", "uint8")}
+
+
+def _numpy_alloc(shape, dtype: str, device: str, is_output: bool):
+    # The common CPU case without a _Target: a few microseconds matter for small ops.
+    return np.empty(shape, _NUMPY_DTYPES[dtype])
+
+
 def _call(fn, first, *args, out=None, reference=False, stream=None):
-    """Run a binding: tensor arguments are already in `args`; append (alloc, reference, stream)."""
+    """Run a binding. `first` is the caller's first tensor as passed (it picks the output's framework
+    and device); `args` hold the converted tensors and parameters; (alloc, reference, stream) follow."""
+    if type(first) is np.ndarray and out is None and stream is None:
+        return fn(*args, _numpy_alloc, bool(reference), 0)
     target = _Target(first, out, stream)
-    return fn(*args, target.alloc, bool(reference), target.stream)
+    y = fn(*args, target.alloc, bool(reference), target.stream)
+    return y if target.result is None else target.result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,9 +251,8 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, a
     """2-D convolution, NCHW, weight [out_ch, in_ch / groups, kh, kw], with a fused epilogue:
     y = act(conv + bias + residual) (or act(conv + bias) + residual when residual_after_act).
     padding: int, (ph, pw) or (top, left, bottom, right)."""
-    x = _tensor(x)
     act, a, b = _epilogue(activation, alpha, beta)
-    return _call(_C.conv2d, x, x, _tensor(weight), _tensor(bias), _tensor(residual),
+    return _call(_C.conv2d, x, _tensor(x), _tensor(weight), _tensor(bias), _tensor(residual),
                  _pair(stride, "stride"), _pads(padding), _pair(dilation, "dilation"),
                  _int(groups, "groups"), act, a, b, bool(residual_after_act),
                  out=out, reference=reference, stream=stream)
@@ -232,9 +262,8 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
                      groups=1, activation=None, alpha=None, beta=None, out=None, reference=False,
                      stream=None):
     """Transposed 2-D convolution, weight [in_ch, out_ch / groups, kh, kw] (PyTorch/ONNX layout)."""
-    x = _tensor(x)
     act, a, b = _epilogue(activation, alpha, beta)
-    return _call(_C.conv_transpose2d, x, x, _tensor(weight), _tensor(bias),
+    return _call(_C.conv_transpose2d, x, _tensor(x), _tensor(weight), _tensor(bias),
                  _pair(stride, "stride"), _pads(padding),
                  _pair(output_padding, "output_padding"), _pair(dilation, "dilation"),
                  _int(groups, "groups"), act, a, b, out=out, reference=reference, stream=stream)
@@ -243,42 +272,37 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, out=None,
                reference=False, stream=None):
     """Max pooling with PyTorch/ONNX semantics; stride defaults to kernel_size."""
-    x = _tensor(x)
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None else _pair(stride, "stride")
-    return _call(_C.max_pool2d, x, x, k, s, _pads(padding), _pair(dilation, "dilation"),
+    return _call(_C.max_pool2d, x, _tensor(x), k, s, _pads(padding), _pair(dilation, "dilation"),
                  bool(ceil_mode), out=out, reference=reference, stream=stream)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *,
                out=None, reference=False, stream=None):
     """Average pooling with PyTorch/ONNX semantics; stride defaults to kernel_size."""
-    x = _tensor(x)
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None else _pair(stride, "stride")
-    return _call(_C.avg_pool2d, x, x, k, s, _pads(padding), bool(ceil_mode),
+    return _call(_C.avg_pool2d, x, _tensor(x), k, s, _pads(padding), bool(ceil_mode),
                  bool(count_include_pad), out=out, reference=reference, stream=stream)
 
 
 def global_avg_pool2d(x, *, out=None, reference=False, stream=None):
     """[n, c, h, w] -> [n, c, 1, 1] mean over h and w."""
-    x = _tensor(x)
-    return _call(_C.global_avg_pool2d, x, x, out=out, reference=reference, stream=stream)
+    return _call(_C.global_avg_pool2d, x, _tensor(x), out=out, reference=reference, stream=stream)
 
 
 def global_max_pool2d(x, *, out=None, reference=False, stream=None):
     """[n, c, h, w] -> [n, c, 1, 1] max over h and w."""
-    x = _tensor(x)
-    return _call(_C.global_max_pool2d, x, x, out=out, reference=reference, stream=stream)
+    return _call(_C.global_max_pool2d, x, _tensor(x), out=out, reference=reference, stream=stream)
 
 
 def gemm(a, b, bias=None, *, trans_a=False, trans_b=False, alpha=1.0, activation=None,
          act_alpha=None, act_beta=None, residual=None, residual_after_act=False, out=None,
          reference=False, stream=None):
     """y = act(alpha * op(a) @ op(b) + bias[n] + residual[m, n])."""
-    a = _tensor(a)
     act, aa, ab = _epilogue(activation, act_alpha, act_beta)
-    return _call(_C.gemm, a, a, _tensor(b), _tensor(bias), _tensor(residual), bool(trans_a),
+    return _call(_C.gemm, a, _tensor(a), _tensor(b), _tensor(bias), _tensor(residual), bool(trans_a),
                  bool(trans_b), _float(alpha, "alpha"), act, aa, ab, bool(residual_after_act),
                  out=out, reference=reference, stream=stream)
 
@@ -292,8 +316,7 @@ def linear(x, weight, bias=None, *, activation=None, alpha=None, beta=None, resi
 
 def pixel_shuffle(x, upscale_factor, mode="CRD", *, out=None, reference=False, stream=None):
     """[n, c*r*r, h, w] -> [n, c, h*r, w*r]. CRD: torch.pixel_shuffle; DCR: ONNX DepthToSpace."""
-    x = _tensor(x)
-    return _call(_C.pixel_shuffle, x, x, _int(upscale_factor, "upscale_factor"),
+    return _call(_C.pixel_shuffle, x, _tensor(x), _int(upscale_factor, "upscale_factor"),
                  _choice(mode, _SHUFFLE, "mode"), out=out, reference=reference, stream=stream)
 
 
@@ -303,7 +326,6 @@ def resize(x, size=None, scale_factor=None, mode="nearest", coordinate_mode=None
 
     Defaults follow PyTorch's F.interpolate: nearest uses asymmetric coordinates with floor;
     bilinear uses half_pixel (align_corners=False). ONNX Resize modes are available by name."""
-    x = _tensor(x)
     if coordinate_mode is None:
         coordinate_mode = "asymmetric" if mode == "nearest" else "half_pixel"
     if nearest_mode is None:
@@ -315,7 +337,7 @@ def resize(x, size=None, scale_factor=None, mode="nearest", coordinate_mode=None
               else tuple(_float(f, "scale_factor") for f in scale_factor))
         if len(sc) != 2:
             raise ValueError(f"scale_factor must be a number or a pair, got {scale_factor!r}")
-    return _call(_C.resize, x, x, sz, sc, _choice(mode, _RESIZE_MODES, "mode"),
+    return _call(_C.resize, x, _tensor(x), sz, sc, _choice(mode, _RESIZE_MODES, "mode"),
                  _choice(coordinate_mode, _COORD_MODES, "coordinate_mode"),
                  _choice(nearest_mode, _NEAREST_MODES, "nearest_mode"),
                  out=out, reference=reference, stream=stream)
@@ -323,21 +345,19 @@ def resize(x, size=None, scale_factor=None, mode="nearest", coordinate_mode=None
 
 def softmax(x, axis=-1, *, out=None, reference=False, stream=None):
     """Numerically stable softmax along `axis`."""
-    x = _tensor(x)
-    return _call(_C.softmax, x, x, _int(axis, "axis"), False, out=out, reference=reference,
+    return _call(_C.softmax, x, _tensor(x), _int(axis, "axis"), False, out=out, reference=reference,
                  stream=stream)
 
 
 def log_softmax(x, axis=-1, *, out=None, reference=False, stream=None):
-    x = _tensor(x)
-    return _call(_C.softmax, x, x, _int(axis, "axis"), True, out=out, reference=reference,
+    return _call(_C.softmax, x, _tensor(x), _int(axis, "axis"), True, out=out, reference=reference,
                  stream=stream)
 
 
 def _binary(op, a, b, activation, alpha, beta, out, reference, stream):
-    a, b = _tensor(a), _tensor(b)
     act, aa, ab = _epilogue(activation, alpha, beta)
-    return _call(_C.binary, a, a, b, op, act, aa, ab, out=out, reference=reference, stream=stream)
+    return _call(_C.binary, a, _tensor(a), _tensor(b), op, act, aa, ab, out=out,
+                 reference=reference, stream=stream)
 
 
 def add(a, b, *, activation=None, alpha=None, beta=None, out=None, reference=False, stream=None):
@@ -359,17 +379,16 @@ def div(a, b, *, activation=None, alpha=None, beta=None, out=None, reference=Fal
 
 def activation(x, name, alpha=None, beta=None, *, out=None, reference=False, stream=None):
     """Elementwise activation by name (see ACTIVATIONS). out=x works in place."""
-    x = _tensor(x)
     act, a, b = _epilogue(name, alpha, beta)
-    return _call(_C.activation, x, x, act, a, b, out=out, reference=reference, stream=stream)
+    return _call(_C.activation, x, _tensor(x), act, a, b, out=out, reference=reference, stream=stream)
 
 
 def batch_norm(x, gamma, beta, mean, var, eps=1e-5, *, activation=None, act_alpha=None,
                act_beta=None, out=None, reference=False, stream=None):
     """Inference batch norm over channel dim 1 of [n, c, ...], then an optional activation."""
-    x = _tensor(x)
     act, a, b = _epilogue(activation, act_alpha, act_beta)
-    return _call(_C.batch_norm, x, x, _tensor(gamma), _tensor(beta), _tensor(mean), _tensor(var),
+    return _call(_C.batch_norm, x, _tensor(x), _tensor(gamma), _tensor(beta), _tensor(mean),
+                 _tensor(var),
                  _float(eps, "eps"), act, a, b, out=out, reference=reference, stream=stream)
 
 
@@ -377,8 +396,8 @@ def concat(tensors, axis=1, *, out=None, reference=False, stream=None):
     """Concatenate tensors that agree on every dimension but `axis`."""
     if isinstance(tensors, (str, bytes)) or not isinstance(tensors, Sequence) or not tensors:
         raise ValueError("concat: tensors must be a non-empty sequence of tensors")
-    ts = [_tensor(t) for t in tensors]
-    return _call(_C.concat, ts[0], ts, _int(axis, "axis"), out=out, reference=reference,
+    return _call(_C.concat, tensors[0], [_tensor(t) for t in tensors], _int(axis, "axis"),
+                 out=out, reference=reference,
                  stream=stream)
 
 
@@ -391,7 +410,6 @@ def preprocess(frame, size, *, resize=None, color="bgr", model_color="rgb", mean
     "resize 256, crop 224"); without it the frame is resized straight to `size`. Each value becomes
     (pixel * scale - mean[c]) / std[c], channels in `model_color` order. dtype "float16" is
     available on CUDA. Row-padded frames and ROI views (frame[y0:y1, x0:x1]) are read in place."""
-    frame = _tensor(frame) if not isinstance(frame, np.ndarray) else frame
     color = _choice(color.lower() if isinstance(color, str) else color, {"bgr": 0, "rgb": 1}, "color")
     model = _choice(model_color.lower() if isinstance(model_color, str) else model_color,
                     {"bgr": 0, "rgb": 1}, "model_color")
@@ -399,7 +417,7 @@ def preprocess(frame, size, *, resize=None, color="bgr", model_color="rgb", mean
     rs = None if resize is None else _pair(resize, "resize")
     if rs is None:
         rs = sz
-    return _call(_C.preprocess, frame, frame, sz, rs, color != model,
+    return _call(_C.preprocess, frame, _tensor(frame), sz, rs, color != model,
                  _choice(interpolation, _INTERP, "interpolation"), _float(scale, "scale"),
                  _triple(mean, "mean"), _triple(std, "std"),
                  "float32" if dtype is None else str(dtype).replace("torch.", ""),
@@ -411,10 +429,9 @@ def postprocess_image(x, *, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=255
     """A float [c, h, w] or [1, c, h, w] model output -> uint8 [h, w, c] image:
     clamp(round((x * std + mean) * scale), 0, 255), channels in `color` order. For a Tanh generator
     pass mean=0.5, std=0.5."""
-    x = _tensor(x)
     color = _choice(color.lower() if isinstance(color, str) else color, {"bgr": 0, "rgb": 1}, "color")
     model = _choice(model_color.lower() if isinstance(model_color, str) else model_color,
                     {"bgr": 0, "rgb": 1}, "model_color")
-    return _call(_C.postprocess_image, x, x, color != model, _float(scale, "scale"),
+    return _call(_C.postprocess_image, x, _tensor(x), color != model, _float(scale, "scale"),
                  _triple(mean, "mean"), _triple(std, "std"), out=out, reference=reference,
                  stream=stream)

@@ -22,7 +22,12 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$pkg"
 if [ $# -eq 0 ]; then
-  set -- $(ls tests/test_*.py | grep -v -e test_build.py)
+  # Every op's test file (tests/test_<op>.py for csrc/cpu/<op>.cpp) and the cross-op API tests.
+  set -- tests/test_ops_api.py
+  for src in csrc/cpu/*.cpp; do
+    t="tests/test_$(basename "$src" .cpp).py"
+    if [ -f "$t" ]; then set -- "$@" "$t"; fi
+  done
 fi
 python -P -c "import edgevision, sys; assert edgevision.info()['build']['sanitizers'], 'not the sanitized build'; print('sanitized build:', edgevision.__file__)"
 exec python -P -m pytest -q -p no:cacheprovider "$@"   # -P: import the sanitized package, not ./edgevision

@@ -14,6 +14,12 @@ import edgevision
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _tool(name):
+    """A build tool from this Python's environment (the dev extra installs them), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
 def test_info_reports_build_gpus_simd_threads():
     info = edgevision.info()
     assert info["version"]
@@ -45,14 +51,12 @@ def test_import_without_torch():
 @pytest.mark.slow
 def test_cpu_only_build(tmp_path):
     """EDGEVISION_CUDA=OFF configures, compiles and imports even where nvcc exists."""
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.skip("cmake is not on PATH")
+    cmake, ninja = _tool("cmake"), _tool("ninja")
     import pybind11
 
     build = tmp_path / "build"
     env = dict(os.environ, EDGEVISION_CUDA="OFF")
-    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    gen = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
     subprocess.run([cmake, "-S", str(ROOT), "-B", str(build), *gen,
                     f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
                     f"-DPython_EXECUTABLE={sys.executable}"], check=True, env=env,
@@ -74,9 +78,7 @@ def test_cpu_only_build(tmp_path):
 
 def test_cuda_on_without_nvcc_fails_at_configure(tmp_path):
     """EDGEVISION_CUDA=ON with no CUDA compiler stops at configure with a clear message."""
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.skip("cmake is not on PATH")
+    cmake = _tool("cmake")
     import pybind11
 
     # CUDACXX pointing nowhere is what check_language(CUDA) sees on a machine without nvcc.

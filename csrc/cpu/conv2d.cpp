@@ -1,0 +1,693 @@
+// conv2d: the reference loops and the fast CPU path.
+//
+// Fast path, by case:
+// - depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of each
+//   input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
+// - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
+//   K = c/groups * r * s, the weights as the A matrix in place, and N = output pixels: for 1x1
+//   stride-1 convs B is the NCHW input itself (N spans the batch); otherwise B is read from a
+//   zero-padded, stride-phase-split copy of each image in which every tap is a constant offset
+//   (see PaddedPackB), so there is no im2col.
+// The epilogue (bias, activation, residual) is fused into the GEMM's or the depthwise kernel's store.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/sgemm.h"
+#include "epilogue.h"
+#include "ops.h"
+
+namespace ev {
+
+void conv2d_ref(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                const float* residual, float* y, const Epilogue& e) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  const int64_t cg = s.c / s.groups, kg = s.k / s.groups;
+  for (int64_t b = 0; b < s.n; ++b)
+    for (int64_t oc = 0; oc < s.k; ++oc) {
+      const int64_t g = oc / kg;
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float acc = 0.f;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t r = 0; r < s.r; ++r) {
+              const int64_t iy = oy * s.stride_h - s.pad_t + r * s.dil_h;
+              if (iy < 0 || iy >= s.h) continue;
+              for (int64_t q = 0; q < s.s; ++q) {
+                const int64_t ix = ox * s.stride_w - s.pad_l + q * s.dil_w;
+                if (ix < 0 || ix >= s.w) continue;
+                acc += x[((b * s.c + g * cg + ci) * s.h + iy) * s.w + ix] *
+                       w[((oc * cg + ci) * s.r + r) * s.s + q];
+              }
+            }
+          const int64_t o = ((b * s.k + oc) * oh + oy) * ow + ox;
+          y[o] = apply_epilogue(acc, bias ? bias[oc] : 0.f, residual ? residual[o] : 0.f, e);
+        }
+    }
+}
+
+namespace {
+
+using sgemm::NR;
+using sgemm::v8f;
+using sgemm::v8fu;
+
+bool is_depthwise(const Conv2dShape& s) { return s.groups == s.c && s.groups > 1; }
+
+// out_h()/out_w() truncate toward zero, so a padded input a little smaller than the dilated kernel
+// still yields one output. The fast paths index scratch as if the kernel fits; such degenerate
+// shapes (all taps but a few in the padding) go to the bounds-checked reference.
+bool kernel_fits(const Conv2dShape& s) {
+  return s.h + s.pad_t + s.pad_b >= s.dil_h * (s.r - 1) + 1 &&
+         s.w + s.pad_l + s.pad_r >= s.dil_w * (s.s - 1) + 1;
+}
+
+// Copies n floats; n <= NR. Inline vector moves: a memcpy call per short run costs more than the
+// copy.
+inline void copy_short(float* __restrict d, const float* __restrict src, int64_t n) {
+  if (n == NR) {
+    *reinterpret_cast<v8fu*>(d) = *reinterpret_cast<const v8fu*>(src);
+    *reinterpret_cast<v8fu*>(d + 8) = *reinterpret_cast<const v8fu*>(src + 8);
+    return;
+  }
+  for (int64_t e = 0; e < n; ++e) d[e] = src[e];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pointwise (1x1, stride 1, no padding): B[ci, j] is the input itself, with the columns
+// j = image * h * w + pixel of the whole batch, so small images still fill whole NR panels.
+// ---------------------------------------------------------------------------------------------
+struct PointwisePackB {
+  const float* x;
+  int64_t c, hw, cbase;
+  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    for (int64_t q = 0; q * NR < nl; ++q) {
+      float* d = dst + q * kl * NR;
+      const int cols = static_cast<int>(std::min<int64_t>(NR, nl - q * NR));
+      // Runs of the panel's columns that stay inside one image.
+      const float* src[NR];
+      int off[NR + 1], nrun = 0;
+      for (int jj = 0; jj < cols;) {
+        const int64_t j = j0 + q * NR + jj, img = j / hw, pix = j % hw;
+        src[nrun] = x + (img * c + cbase + k0) * hw + pix;
+        off[nrun++] = jj;
+        jj += static_cast<int>(std::min<int64_t>(cols - jj, hw - pix));
+      }
+      off[nrun] = cols;
+      for (int64_t p = 0; p < kl; ++p) {
+        float* dp = d + p * NR;
+        for (int t = 0; t < nrun; ++t) copy_short(dp + off[t], src[t] + p * hw, off[t + 1] - off[t]);
+        for (int jj = cols; jj < NR; ++jj) dp[jj] = 0.f;
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Every other conv: the image is first copied, zero-padded, into scratch and split into
+// stride_h x stride_w phases (phase (py, px) holds padded rows py, py + sh, ... and columns px,
+// px + sw, ...). Then for any tap (ci, ky, kx) the inputs of output (oy, ox) sit at
+//   xp + tap_offset(ci, ky, kx) + oy * wq + ox,
+// linear in the flat index j = oy * wq + ox. B is therefore a matrix whose rows are just offsets
+// into xp and whose NR-wide panels are two vector copies: no im2col, no bounds checks. Columns
+// with ox >= ow (the pitch's padding) are computed and dropped by the store.
+// ---------------------------------------------------------------------------------------------
+struct PadGeom {
+  int64_t hq, wq, phase, chan, image;  // image: floats of one padded image of all channels
+  int64_t cols;                         // flat output columns: (oh - 1) * wq + ow
+};
+
+PadGeom pad_geom(const Conv2dShape& s) {
+  PadGeom g;
+  g.hq = (s.h + s.pad_t + s.pad_b + s.stride_h - 1) / s.stride_h;
+  g.wq = (s.w + s.pad_l + s.pad_r + s.stride_w - 1) / s.stride_w;
+  g.phase = g.hq * g.wq;
+  g.chan = s.stride_h * s.stride_w * g.phase;
+  // + NR: the last panel of the last channel reads up to NR - 1 columns past the phase's end.
+  g.image = sgemm::round_up(s.c * g.chan + NR, 16);
+  g.cols = (s.out_h() - 1) * g.wq + s.out_w();
+  return g;
+}
+
+// Writes the interior of image `src` (all channels) into xp; the padding stays as it was (zero).
+void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* xp, int64_t c0,
+               int64_t c1) {
+  const int64_t sh = s.stride_h, sw = s.stride_w;
+  for (int64_t ci = c0; ci < c1; ++ci)
+    for (int64_t iy = 0; iy < s.h; ++iy) {
+      const float* srow = src + (ci * s.h + iy) * s.w;
+      const int64_t row = iy + s.pad_t;
+      float* drow = xp + ci * g.chan + (row % sh) * sw * g.phase + (row / sh) * g.wq;
+      if (sw == 1) {
+        std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
+        continue;
+      }
+      int64_t px = s.pad_l % sw, col = s.pad_l / sw;
+      for (int64_t ix = 0; ix < s.w; ++ix) {
+        drow[px * g.phase + col] = srow[ix];
+        if (++px == sw) px = 0, ++col;
+      }
+    }
+}
+
+struct PaddedPackB {
+  const Conv2dShape* s;
+  const PadGeom* g;
+  const float* xp;  // the padded image, at the group's first channel
+  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    const int64_t rs = s->r * s->s;
+    const float* src[sgemm::KC];
+    for (int64_t p = 0; p < kl; ++p) {
+      const int64_t kk = k0 + p, ci = kk / rs, ky = (kk % rs) / s->s, kx = kk % s->s;
+      const int64_t dy = ky * s->dil_h, dx = kx * s->dil_w;
+      src[p] = xp + ci * g->chan + ((dy % s->stride_h) * s->stride_w + dx % s->stride_w) * g->phase +
+               (dy / s->stride_h) * g->wq + dx / s->stride_w + j0;
+    }
+    // Columns past nl read the scratch's slack; their results are dropped.
+    for (int64_t q = 0; q * NR < nl; ++q) {
+      float* d = dst + q * kl * NR;
+      for (int64_t p = 0; p < kl; ++p) copy_short(d + p * NR, src[p] + q * NR, NR);
+    }
+  }
+};
+
+bool is_pointwise(const Conv2dShape& s) {
+  return s.r == 1 && s.s == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_t == 0 &&
+         s.pad_l == 0 && s.pad_b == 0 && s.pad_r == 0;
+}
+
+// Images are spread over threads (one single-threaded GEMM each) when there are enough of them to
+// keep every thread equally busy; otherwise each GEMM is split over the threads.
+bool per_image_threads(const Conv2dShape& s, int threads) {
+  return threads > 1 && s.n >= threads && (s.n % threads == 0 || s.n >= 4 * threads);
+}
+
+void conv_pointwise(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    const float* res, float* y, const Epilogue& e, void* ws) {
+  const int64_t hw = s.h * s.w, cg = s.c / s.groups, kg = s.k / s.groups;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    const sgemm::AView av{w + g * kg * cg, cg, 1};
+    const PointwisePackB pb{x, s.c, hw, g * cg};
+    const sgemm::CView cv{y + g * kg * hw, hw, hw, hw, s.k * hw, bias ? bias + g * kg : nullptr,
+                          true, res ? res + g * kg * hw : nullptr, 1.f, e};
+    sgemm::gemm(kg, s.n * hw, cg, av, pb, cv, ws, omp_get_max_threads());
+  }
+}
+
+// One image, all groups; `threads` threads for each GEMM.
+void conv_padded_image(const Conv2dShape& s, const PadGeom& pg, const float* xp, const float* w,
+                       const float* bias, const float* res, float* y, const Epilogue& e,
+                       void* gemm_ws, int threads) {
+  const int64_t ohw = s.out_h() * s.out_w(), ow = s.out_w();
+  const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    const sgemm::AView av{w + g * kg * K, K, 1};
+    const PaddedPackB pb{&s, &pg, xp + g * cg * pg.chan};
+    const sgemm::CView cv{y + g * kg * ohw, ohw, pg.wq, ow, ow, bias ? bias + g * kg : nullptr,
+                          true, res ? res + g * kg * ohw : nullptr, 1.f, e};
+    sgemm::gemm(kg, pg.cols, K, av, pb, cv, gemm_ws, threads);
+  }
+}
+
+size_t padded_gemm_bytes(const Conv2dShape& s) {
+  return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups * s.r * s.s, 1);
+}
+
+void conv_padded(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                 const float* res, float* y, const Epilogue& e, void* ws) {
+  const PadGeom pg = pad_geom(s);
+  const int threads = omp_get_max_threads();
+  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * s.out_h() * s.out_w();
+  float* base = sgemm::align64(ws);
+  if (per_image_threads(s, threads)) {
+    const size_t gbytes = padded_gemm_bytes(s);
+    const int64_t per = pg.image + sgemm::round_up(static_cast<int64_t>(gbytes / sizeof(float)), 16);
+#pragma omp parallel num_threads(threads)
+    {
+      float* xp = base + omp_get_thread_num() * per;
+      std::memset(xp, 0, pg.image * sizeof(float));
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.n; ++b) {
+        pad_image(s, pg, x + b * in_img, xp, 0, s.c);
+        conv_padded_image(s, pg, xp, w, bias, res ? res + b * out_img : nullptr, y + b * out_img,
+                          e, xp + pg.image, 1);
+      }
+    }
+    return;
+  }
+  float* xp = base;
+  std::memset(xp, 0, pg.image * sizeof(float));
+  for (int64_t b = 0; b < s.n; ++b) {
+#pragma omp parallel num_threads(threads) if (threads > 1 && in_img > 16384)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      pad_image(s, pg, x + b * in_img, xp, s.c * t / nt, s.c * (t + 1) / nt);
+    }
+    conv_padded_image(s, pg, xp, w, bias, res ? res + b * out_img : nullptr, y + b * out_img, e,
+                      xp + pg.image, threads);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Depthwise. Each input plane is copied once into scratch, zero-padded and split into stride_w
+// phases: phase ph holds padded columns ph, ph + sw, ph + 2 sw, ..., so output column ox of tap kx
+// reads phase (kx * dil_w) % sw at column ox + (kx * dil_w) / sw, contiguous in ox. Rows are
+// padded by 8 extra zero columns so the last 8-wide vector of a row never leaves the buffer.
+// ---------------------------------------------------------------------------------------------
+struct DwGeom {
+  int64_t hp, wq, pitch, plane, acc_pitch;
+};
+
+DwGeom dw_geom(const Conv2dShape& s) {
+  DwGeom g;
+  g.hp = s.h + s.pad_t + s.pad_b;
+  const int64_t wp = s.w + s.pad_l + s.pad_r;
+  g.wq = (wp + s.stride_w - 1) / s.stride_w;
+  g.pitch = sgemm::round_up(g.wq + 8, 8);
+  g.plane = s.stride_w * g.hp * g.pitch;
+  g.acc_pitch = sgemm::round_up(s.out_w(), 8);
+  return g;
+}
+
+int64_t dw_thread_floats(const Conv2dShape& s) {
+  const DwGeom g = dw_geom(s);
+  return sgemm::round_up(g.plane + g.acc_pitch, 16);  // keeps every thread's slice 64-byte aligned
+}
+
+template <int R, int S>
+void dw_rows(const Conv2dShape& s, const DwGeom& g, const float* plane, const float* wk,
+             int64_t oh, int64_t ow, const float* bias_v, const float* res, float* y,
+             float* acc, sgemm::StoreFn store, const Epilogue& e) {
+  const int rr = R > 0 ? R : static_cast<int>(s.r);
+  const int ss = S > 0 ? S : static_cast<int>(s.s);
+  const int64_t sw = s.stride_w;
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    for (int64_t ox = 0; ox < ow; ox += 8) {
+      v8f a = {};
+      for (int r = 0; r < rr; ++r) {
+        const int64_t row = oy * s.stride_h + r * s.dil_h;
+        for (int q = 0; q < ss; ++q) {
+          const int64_t col = q * s.dil_w;
+          const float* src = plane + ((col % sw) * g.hp + row) * g.pitch + col / sw + ox;
+          a += *reinterpret_cast<const v8fu*>(src) * wk[r * ss + q];
+        }
+      }
+      *reinterpret_cast<v8f*>(acc + ox) = a;
+    }
+    store(acc, 1, static_cast<int>(ow), y + oy * ow, 0, res ? res + oy * ow : nullptr, bias_v,
+          nullptr, 1.f, e);
+  }
+}
+
+void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    const float* res, float* y, const Epilogue& e, void* ws) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), mult = s.k / s.c;
+  const DwGeom g = dw_geom(s);
+  const int64_t per = dw_thread_floats(s);
+  float* base = sgemm::align64(ws);
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  const int64_t planes = s.n * s.c;
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), planes));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    float* plane = base + omp_get_thread_num() * per;
+    float* acc = plane + g.plane;
+    // Every plane writes the same interior positions, so the padding is zeroed once.
+    std::memset(plane, 0, g.plane * sizeof(float));
+    const int64_t sw = s.stride_w;
+#pragma omp for schedule(static)
+    for (int64_t pi = 0; pi < planes; ++pi) {
+      const int64_t b = pi / s.c, ci = pi % s.c;
+      const float* src = x + pi * s.h * s.w;
+      for (int64_t iy = 0; iy < s.h; ++iy) {
+        const float* srow = src + iy * s.w;
+        float* drow = plane + (iy + s.pad_t) * g.pitch;
+        if (sw == 1) {
+          std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
+          continue;
+        }
+        int64_t ph = s.pad_l % sw, col = s.pad_l / sw;
+        for (int64_t ix = 0; ix < s.w; ++ix) {
+          drow[ph * g.hp * g.pitch + col] = srow[ix];
+          if (++ph == sw) ph = 0, ++col;
+        }
+      }
+      for (int64_t m = 0; m < mult; ++m) {
+        const int64_t oc = ci * mult + m;
+        const int64_t o = (b * s.k + oc) * oh * ow;
+        const float* wk = w + oc * s.r * s.s;
+        const float* bv = bias ? bias + oc : nullptr;
+        const float* rp = res ? res + o : nullptr;
+        if (s.r == 3 && s.s == 3)
+          dw_rows<3, 3>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+        else if (s.r == 5 && s.s == 5)
+          dw_rows<5, 5>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+        else
+          dw_rows<0, 0>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Winograd F(4x4, 3x3) for 3x3 stride-1 convs with many channels: 36 multiplies per 4x4 output
+// tile and channel pair instead of 144. Y = A^T [ (G g G^T) . (B^T d B) ] A per 6x6 input tile d,
+// with the matrices of Lavin & Gray (2016); the 36 element-wise products summed over input
+// channels are 36 GEMMs [k x c] x [c x tiles] run by sgemm.h. Tiles of the whole batch are
+// processed in chunks of `tc` so the transformed inputs and products stay in L2/L3. The transforms
+// are exact in real arithmetic; in FP32 the error grows by a small constant factor over direct
+// convolution (entries of B and A up to 8), well inside the FP32 test tolerance.
+// ---------------------------------------------------------------------------------------------
+struct WinoGeom {
+  int64_t th, tw, tiles;  // tiles per image row/column, tiles in the batch
+  int64_t tc;             // tiles per chunk (multiple of NR)
+  // Distance between the 36 matrices of V and M. Offset by one cache line from a multiple of the
+  // page size: the transforms touch all 36 at once, and 36 streams a multiple of 4 KiB apart would
+  // all map to the same L1 set.
+  int64_t ustride, vstride, mstride;
+  int64_t u, v, m;  // floats of the transformed weights, inputs (one chunk), products
+  int64_t gemm;     // floats of sgemm scratch per thread
+};
+
+WinoGeom wino_geom(const Conv2dShape& s) {
+  WinoGeom g;
+  g.th = (s.out_h() + 3) / 4;
+  g.tw = (s.out_w() + 3) / 4;
+  g.tiles = s.n * g.th * g.tw;
+  // About 512K floats (2 MiB) of V + M per chunk, but at least 64 tiles so each chunk's GEMMs
+  // reuse U over several panels.
+  const int64_t fit = std::max<int64_t>(64, (int64_t(1) << 19) / (36 * (s.c + s.k)));
+  g.tc = std::min<int64_t>(fit / NR * NR, sgemm::round_up(g.tiles, NR));
+  g.tc = std::min<int64_t>(g.tc, 32 * NR);
+  g.ustride = sgemm::round_up(s.k * s.c, 1024) + 16;
+  g.vstride = sgemm::round_up(s.c * g.tc, 1024) + 16;
+  g.mstride = sgemm::round_up(s.k * g.tc, 1024) + 16;
+  g.u = 36 * g.ustride;
+  g.v = 36 * g.vstride;
+  g.m = 36 * g.mstride;
+  g.gemm = sgemm::round_up(static_cast<int64_t>(sgemm::workspace_bytes(s.k, s.c, 1) / sizeof(float)), 16);
+  return g;
+}
+
+bool use_winograd(const Conv2dShape& s) {
+  if (s.groups != 1 || s.r != 3 || s.s != 3 || s.stride_h != 1 || s.stride_w != 1 ||
+      s.dil_h != 1 || s.dil_w != 1)
+    return false;
+  // Enough channels for the GEMMs to dominate the transforms, and enough tiles for the weight
+  // transform (36 k c floats written and read back) to be amortized: measured on Zen 3, 49 tiles
+  // of 128 channels (28x28 at batch 1) are still faster direct.
+  const int64_t tiles = s.n * ((s.out_h() + 3) / 4) * ((s.out_w() + 3) / 4);
+  return s.c >= 16 && s.k >= 16 && tiles >= 64;
+}
+
+// G g G^T of one 3x3 filter (T = float) or of eight filters, one per lane (T = v8f).
+template <class T>
+inline void wino_filter(const T* g, T* u) {
+  const float s6 = 1.f / 6.f, s12 = 1.f / 12.f, s24 = 1.f / 24.f;
+  T t[6][3];  // G g
+  for (int j = 0; j < 3; ++j) {
+    const T g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+    t[0][j] = 0.25f * g0;
+    t[1][j] = -(g0 + g1 + g2) * s6;
+    t[2][j] = -(g0 - g1 + g2) * s6;
+    t[3][j] = g0 * s24 + g1 * s12 + g2 * s6;
+    t[4][j] = g0 * s24 - g1 * s12 + g2 * s6;
+    t[5][j] = g2;
+  }
+  for (int i = 0; i < 6; ++i) {  // (G g) G^T
+    const T g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+    T* ui = u + i * 6;
+    ui[0] = 0.25f * g0;
+    ui[1] = -(g0 + g1 + g2) * s6;
+    ui[2] = -(g0 - g1 + g2) * s6;
+    ui[3] = g0 * s24 + g1 * s12 + g2 * s6;
+    ui[4] = g0 * s24 - g1 * s12 + g2 * s6;
+    ui[5] = g2;
+  }
+}
+
+// U[xi] = (G g G^T)[xi] as a [k][c] matrix per xi, ustride floats apart; eight input channels at
+// a time so the 36 outputs are vector stores.
+void wino_weights(const Conv2dShape& s, const WinoGeom& gm, const float* w, float* u) {
+#pragma omp for schedule(static)
+  for (int64_t k = 0; k < s.k; ++k) {
+    int64_t c = 0;
+    for (; c + 8 <= s.c; c += 8) {
+      const float* g = w + (k * s.c + c) * 9;
+      v8f gv[9] = {}, uv[36];
+      for (int i = 0; i < 9; ++i)
+        for (int l = 0; l < 8; ++l) gv[i][l] = g[l * 9 + i];
+      wino_filter(gv, uv);
+      for (int xi = 0; xi < 36; ++xi)
+        *reinterpret_cast<v8fu*>(u + xi * gm.ustride + k * s.c + c) = uv[xi];
+    }
+    for (; c < s.c; ++c) {
+      float uf[36];
+      wino_filter(w + (k * s.c + c) * 9, uf);
+      for (int xi = 0; xi < 36; ++xi) u[xi * gm.ustride + k * s.c + c] = uf[xi];
+    }
+  }
+}
+
+// B^T applied along one axis of a 6x6 block of v8f (8 tiles, one per lane): 6 values in, 6 out.
+inline void wino_bt(const v8f* d, int ds, v8f* o, int os) {
+  const v8f d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
+  o[0] = 4.f * d0 - 5.f * d2 + d4;
+  o[os] = -4.f * (d1 + d2) + d3 + d4;
+  o[2 * os] = 4.f * (d1 - d2) - d3 + d4;
+  o[3 * os] = 2.f * (d3 - d1) - d2 + d4;
+  o[4 * os] = 2.f * (d1 - d3) - d2 + d4;
+  o[5 * os] = 4.f * d1 - 5.f * d3 + d5;
+}
+
+// A^T along one axis: 6 values in, 4 out.
+inline void wino_at(const v8f* a, int as, v8f* o, int os) {
+  const v8f a0 = a[0], a1 = a[as], a2 = a[2 * as], a3 = a[3 * as], a4 = a[4 * as], a5 = a[5 * as];
+  o[0] = a0 + a1 + a2 + a3 + a4;
+  o[os] = a1 - a2 + 2.f * (a3 - a4);
+  o[2 * os] = a1 + a2 + 4.f * (a3 + a4);
+  o[3 * os] = a1 - a2 + 8.f * (a3 - a4) + a5;
+}
+
+// Tile t of the batch -> image and top-left output coordinate; next() steps to tile t + 1 without
+// the two 64-bit divisions.
+struct TileAt {
+  int64_t img, oy, ox;
+  void next(const WinoGeom& g) {
+    ox += 4;
+    if (ox < g.tw * 4) return;
+    ox = 0;
+    oy += 4;
+    if (oy < g.th * 4) return;
+    oy = 0;
+    ++img;
+  }
+};
+inline TileAt tile_at(const WinoGeom& g, int64_t t) {
+  const int64_t per = g.th * g.tw, r = t % per;
+  return {t / per, (r / g.tw) * 4, (r % g.tw) * 4};
+}
+
+// V[xi] for tiles [t0, t0 + nt) as NR-wide panels: V + xi * vstride + (tl / NR) * c * NR + ci * NR
+// + tl % NR, so the GEMM's B packing is a straight copy. Tiles past nt are zero. Eight tiles are
+// transformed at once, one per vector lane.
+void wino_inputs(const Conv2dShape& s, const WinoGeom& g, const float* x, int64_t t0, int64_t nt,
+                 float* v, bool team) {
+  const int64_t groups8 = g.tc / 8;
+  auto body = [&](int64_t ci, int64_t q) {
+      const int64_t tl0 = q * 8;
+      alignas(32) float d[36][8];
+      TileAt ta = tile_at(g, t0 + tl0);
+      for (int lane = 0; lane < 8; ++lane, ta.next(g)) {
+        const int64_t tl = tl0 + lane;
+        if (tl >= nt) {
+          for (int xi = 0; xi < 36; ++xi) d[xi][lane] = 0.f;
+          continue;
+        }
+        const float* src = x + (ta.img * s.c + ci) * s.h * s.w;
+        const int64_t iy0 = ta.oy - s.pad_t, ix0 = ta.ox - s.pad_l;
+        if (iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= s.h && ix0 + 6 <= s.w) {
+          for (int i = 0; i < 6; ++i)
+            for (int j = 0; j < 6; ++j) d[i * 6 + j][lane] = src[(iy0 + i) * s.w + ix0 + j];
+        } else {
+          for (int i = 0; i < 6; ++i)
+            for (int j = 0; j < 6; ++j) {
+              const int64_t iy = iy0 + i, ix = ix0 + j;
+              d[i * 6 + j][lane] =
+                  iy >= 0 && iy < s.h && ix >= 0 && ix < s.w ? src[iy * s.w + ix] : 0.f;
+            }
+        }
+      }
+      const v8f* dv = reinterpret_cast<const v8f*>(d);
+      v8f t[36], r[36];
+      for (int j = 0; j < 6; ++j) wino_bt(dv + j, 6, t + j, 6);          // B^T d
+      for (int i = 0; i < 6; ++i) wino_bt(t + i * 6, 1, r + i * 6, 1);  // (B^T d) B
+      float* o = v + (tl0 / NR) * s.c * NR + ci * NR + tl0 % NR;
+      for (int xi = 0; xi < 36; ++xi) *reinterpret_cast<v8fu*>(o + xi * g.vstride) = r[xi];
+  };
+  if (team) {
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t q = 0; q < groups8; ++q) body(ci, q);
+  } else {
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t q = 0; q < groups8; ++q) body(ci, q);
+  }
+}
+
+// Y tile = A^T m A for every (k, tile) of the chunk, eight tiles at once. Lanes are consecutive
+// tiles, so a run of lanes in one tile row gives 4 output rows of up to 32 contiguous pixels, which
+// go through the same fused-epilogue store as the GEMM's.
+void wino_outputs(const Conv2dShape& s, const WinoGeom& g, const float* m, int64_t t0, int64_t nt,
+                  const float* bias, const float* res, float* y, const Epilogue& e, bool team) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  const int64_t groups8 = (nt + 7) / 8;
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  auto body = [&](int64_t k, int64_t q) {
+      const int64_t tl0 = q * 8;
+      v8f a[36], t[24], o[16];
+      // tl0 + 7 < tc: the lanes past nt read products of zero inputs.
+      for (int xi = 0; xi < 36; ++xi)
+        a[xi] = *reinterpret_cast<const v8fu*>(m + xi * g.mstride + k * g.tc + tl0);
+      for (int j = 0; j < 6; ++j) wino_at(a + j, 6, t + j, 6);  // A^T a: 4 x 6
+      for (int i = 0; i < 4; ++i) wino_at(t + i * 6, 1, o + i * 4, 1);
+      alignas(32) float rows[4][32];  // rows[i][lane * 4 + j]: output row i of the 8 tiles
+      for (int i = 0; i < 4; ++i)
+        for (int lane = 0; lane < 8; ++lane)
+          for (int j = 0; j < 4; ++j) rows[i][lane * 4 + j] = o[i * 4 + j][lane];
+      const int lanes = static_cast<int>(std::min<int64_t>(8, nt - tl0));
+      TileAt ta = tile_at(g, t0 + tl0);
+      for (int l0 = 0; l0 < lanes;) {
+        // Lanes l0 .. l1-1 lie in one tile row of one image.
+        const int run = static_cast<int>(std::min<int64_t>(lanes - l0, g.tw - ta.ox / 4));
+        const int len = static_cast<int>(std::min<int64_t>(4 * run, ow - ta.ox));
+        const int64_t base = ((ta.img * s.k + k) * oh + ta.oy) * ow + ta.ox;
+        for (int i = 0; i < 4 && ta.oy + i < oh; ++i) {
+          const int64_t o_i = base + i * ow;
+          store(rows[i] + l0 * 4, 1, len, y + o_i, 0, res ? res + o_i : nullptr,
+                bias ? bias + k : nullptr, nullptr, 1.f, e);
+        }
+        l0 += run;
+        for (int r = 0; r < run; ++r) ta.next(g);
+      }
+  };
+  if (team) {
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t q = 0; q < groups8; ++q) body(k, q);
+  } else {
+    for (int64_t k = 0; k < s.k; ++k)
+      for (int64_t q = 0; q < groups8; ++q) body(k, q);
+  }
+}
+
+// B packer over V: the panels are already laid out, the block is a copy.
+struct WinoPackB {
+  const float* v;  // V[xi]
+  int64_t c;
+  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    for (int64_t q = 0; q * NR < nl; ++q)
+      std::memcpy(dst + q * kl * NR, v + ((j0 / NR + q) * c + k0) * NR, kl * NR * sizeof(float));
+  }
+};
+
+// With many chunks (large batches) each thread runs whole chunks on its own V and M: no barrier
+// per chunk. Otherwise the threads share each chunk's transforms and its 36 GEMMs.
+bool wino_chunk_parallel(const WinoGeom& g, int threads) {
+  return threads > 1 && (g.tiles + g.tc - 1) / g.tc >= 2 * threads;
+}
+
+size_t winograd_bytes(const Conv2dShape& s, int threads) {
+  const WinoGeom g = wino_geom(s);
+  const int64_t vm = (wino_chunk_parallel(g, threads) ? threads : 1) * (g.v + g.m);
+  return static_cast<size_t>(g.u + vm + threads * g.gemm) * sizeof(float) + 64;
+}
+
+// Transforms, GEMMs and output transform of tiles [t0, t0 + nt); `team`: shared by all threads.
+void wino_chunk(const Conv2dShape& s, const WinoGeom& g, const float* x, const float* u, float* v,
+                float* m, int64_t t0, int64_t nt, const float* bias, const float* res, float* y,
+                const Epilogue& e, float* gws, bool team) {
+  const Epilogue plain;
+  wino_inputs(s, g, x, t0, nt, v, team);  // in a team, ends with the omp for's barrier
+  auto product = [&](int xi) {
+    const sgemm::AView av{u + xi * g.ustride, s.c, 1};
+    const WinoPackB pb{v + xi * g.vstride, s.c};
+    const sgemm::CView cv{m + xi * g.mstride, g.tc, g.tc, g.tc, 0, nullptr, true, nullptr, 1.f,
+                          plain};
+    sgemm::gemm(s.k, nt, s.c, av, pb, cv, gws, 1);
+  };
+  if (team) {
+#pragma omp for schedule(static)
+    for (int xi = 0; xi < 36; ++xi) product(xi);
+  } else {
+    for (int xi = 0; xi < 36; ++xi) product(xi);
+  }
+  wino_outputs(s, g, m, t0, nt, bias, res, y, e, team);
+}
+
+void conv_winograd(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                   const float* res, float* y, const Epilogue& e, void* ws) {
+  const int threads = omp_get_max_threads();
+  const WinoGeom g = wino_geom(s);
+  const bool per_chunk = wino_chunk_parallel(g, threads);
+  float* u = sgemm::align64(ws);
+  float* vm = u + g.u;
+  float* scratch = vm + (per_chunk ? threads : 1) * (g.v + g.m);
+  const int64_t chunks = (g.tiles + g.tc - 1) / g.tc;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num();
+    float* gws = scratch + t * g.gemm;
+    wino_weights(s, g, w, u);  // ends with a barrier
+    if (per_chunk) {
+      float* v = vm + t * (g.v + g.m);
+#pragma omp for schedule(dynamic)
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t t0 = ch * g.tc;
+        wino_chunk(s, g, x, u, v, v + g.v, t0, std::min(g.tc, g.tiles - t0), bias, res, y, e,
+                   gws, false);
+      }
+    } else {
+      for (int64_t t0 = 0; t0 < g.tiles; t0 += g.tc)
+        wino_chunk(s, g, x, u, vm, vm + g.v, t0, std::min(g.tc, g.tiles - t0), bias, res, y, e,
+                   gws, true);
+    }
+  }
+}
+
+}  // namespace
+
+size_t conv2d_cpu_workspace(const Conv2dShape& s) {
+  const int threads = omp_get_max_threads();
+  if (!kernel_fits(s)) return 0;
+  if (is_depthwise(s))
+    return static_cast<size_t>(dw_thread_floats(s)) * threads * sizeof(float) + 64;
+  if (is_pointwise(s))
+    return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads);
+  if (use_winograd(s)) return winograd_bytes(s, threads);
+  const PadGeom pg = pad_geom(s);
+  const int64_t gemm1 = sgemm::round_up(static_cast<int64_t>(padded_gemm_bytes(s) / sizeof(float)), 16);
+  const int64_t floats = per_image_threads(s, threads)
+                             ? threads * (pg.image + gemm1)
+                             : pg.image + static_cast<int64_t>(sgemm::workspace_bytes(
+                                              s.k / s.groups, s.c / s.groups * s.r * s.s, threads) /
+                                          sizeof(float));
+  return static_cast<size_t>(floats) * sizeof(float) + 64;
+}
+
+void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                const float* residual, float* y, const Epilogue& e, void* workspace) {
+  if (!kernel_fits(s))
+    conv2d_ref(s, x, w, bias, residual, y, e);
+  else if (is_depthwise(s))
+    conv_depthwise(s, x, w, bias, residual, y, e, workspace);
+  else if (is_pointwise(s))
+    conv_pointwise(s, x, w, bias, residual, y, e, workspace);
+  else if (use_winograd(s))
+    conv_winograd(s, x, w, bias, residual, y, e, workspace);
+  else
+    conv_padded(s, x, w, bias, residual, y, e, workspace);
+}
+
+}  // namespace ev

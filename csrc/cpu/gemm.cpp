@@ -1,0 +1,192 @@
+// gemm: the reference loops, the fast path (blocked SGEMM from sgemm.h, or a dot/axpy kernel when
+// there are too few rows to fill a register tile, as in linear layers at batch 1), and
+// cpu_peak_gflops, the FMA microbenchmark the op benchmark divides by.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/sgemm.h"
+#include "epilogue.h"
+#include "ops.h"
+
+namespace ev {
+
+namespace {
+
+inline float a_at(const GemmShape& s, const float* a, int64_t i, int64_t p) {
+  return s.trans_a ? a[p * s.m + i] : a[i * s.k + p];
+}
+inline float b_at(const GemmShape& s, const float* b, int64_t p, int64_t j) {
+  return s.trans_b ? b[j * s.k + p] : b[p * s.n + j];
+}
+
+// Below this many rows the 6-row register tile would mostly multiply zeros and packing B would
+// cost as much as the product: use the row-at-a-time kernels instead.
+constexpr int64_t kSmallM = 4;
+
+// B packer for a plain matrix: NR-wide panels, zero-padded past column j0 + nl.
+struct MatrixPackB {
+  const float* b;
+  int64_t n, k;
+  bool trans;
+  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    using sgemm::NR;
+    for (int64_t q = 0; q * NR < nl; ++q) {
+      float* d = dst + q * kl * NR;
+      const int64_t jb = j0 + q * NR;
+      const int len = static_cast<int>(std::min<int64_t>(NR, nl - q * NR));
+      if (!trans) {
+        for (int64_t p = 0; p < kl; ++p) {
+          const float* src = b + (k0 + p) * n + jb;
+          float* dp = d + p * NR;
+          std::memcpy(dp, src, len * sizeof(float));
+          for (int j = len; j < NR; ++j) dp[j] = 0.f;
+        }
+      } else {
+        for (int j = 0; j < NR; ++j) {
+          if (j < len) {
+            const float* src = b + (jb + j) * k + k0;
+            for (int64_t p = 0; p < kl; ++p) d[p * NR + j] = src[p];
+          } else {
+            for (int64_t p = 0; p < kl; ++p) d[p * NR + j] = 0.f;
+          }
+        }
+      }
+    }
+  }
+};
+
+inline float dot(const float* __restrict x, const float* __restrict y, int64_t k) {
+  using sgemm::v8f;
+  using sgemm::v8fu;
+  v8f s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  int64_t p = 0;
+  for (; p + 32 <= k; p += 32) {
+    s0 += *reinterpret_cast<const v8fu*>(x + p) * *reinterpret_cast<const v8fu*>(y + p);
+    s1 += *reinterpret_cast<const v8fu*>(x + p + 8) * *reinterpret_cast<const v8fu*>(y + p + 8);
+    s2 += *reinterpret_cast<const v8fu*>(x + p + 16) * *reinterpret_cast<const v8fu*>(y + p + 16);
+    s3 += *reinterpret_cast<const v8fu*>(x + p + 24) * *reinterpret_cast<const v8fu*>(y + p + 24);
+  }
+  for (; p + 8 <= k; p += 8)
+    s0 += *reinterpret_cast<const v8fu*>(x + p) * *reinterpret_cast<const v8fu*>(y + p);
+  const v8f s = (s0 + s1) + (s2 + s3);
+  float t = 0.f;
+  for (int i = 0; i < 8; ++i) t += s[i];
+  for (; p < k; ++p) t += x[p] * y[p];
+  return t;
+}
+
+// m <= kSmallM rows. ws holds m * k floats for a row-major copy of A when it comes transposed.
+void gemm_small_m(const GemmShape& s, const float* a, const float* b, const float* bias,
+                  const float* res, float* y, const Epilogue& e, float* ws) {
+  const int64_t m = s.m, n = s.n, k = s.k;
+  const float* ar = a;
+  if (s.trans_a) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t p = 0; p < k; ++p) ws[i * k + p] = a[p * m + i];
+    ar = ws;
+  }
+  const int threads = omp_get_max_threads();
+  if (s.trans_b) {
+    // y[i, j] = <A row i, B row j>: every B row is read once, for all m rows of A.
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * k > 32768)
+    for (int64_t j = 0; j < n; ++j) {
+      const float* bj = b + j * k;
+      for (int64_t i = 0; i < m; ++i)
+        y[i * n + j] = apply_epilogue(s.alpha * dot(ar + i * k, bj, k), bias ? bias[j] : 0.f,
+                                      res ? res[i * n + j] : 0.f, e);
+    }
+    return;
+  }
+  // y[i, cols] = sum_p A[i, p] * B[p, cols]: axpy over a column chunk kept in registers/L1.
+  constexpr int64_t CH = 256;
+  const int64_t chunks = (n + CH - 1) / CH;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * k > 32768)
+  for (int64_t q = 0; q < chunks; ++q) {
+    const int64_t j0 = q * CH, len = std::min(CH, n - j0);
+    float acc[kSmallM][CH];
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < len; ++j) acc[i][j] = 0.f;
+    for (int64_t p = 0; p < k; ++p) {
+      const float* bp = b + p * n + j0;
+      for (int64_t i = 0; i < m; ++i) {
+        const float av = ar[i * k + p];
+        float* ai = acc[i];
+        for (int64_t j = 0; j < len; ++j) ai[j] += av * bp[j];
+      }
+    }
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < len; ++j)
+        y[i * n + j0 + j] = apply_epilogue(s.alpha * acc[i][j], bias ? bias[j0 + j] : 0.f,
+                                           res ? res[i * n + j0 + j] : 0.f, e);
+  }
+}
+
+}  // namespace
+
+void gemm_ref(const GemmShape& s, const float* a, const float* b, const float* bias,
+              const float* residual, float* y, const Epilogue& e) {
+  for (int64_t i = 0; i < s.m; ++i)
+    for (int64_t j = 0; j < s.n; ++j) {
+      float acc = 0.f;
+      for (int64_t p = 0; p < s.k; ++p) acc += a_at(s, a, i, p) * b_at(s, b, p, j);
+      y[i * s.n + j] = apply_epilogue(s.alpha * acc, bias ? bias[j] : 0.f,
+                                      residual ? residual[i * s.n + j] : 0.f, e);
+    }
+}
+
+size_t gemm_cpu_workspace(const GemmShape& s) {
+  if (s.m <= kSmallM) return static_cast<size_t>(s.m * s.k) * sizeof(float);
+  return sgemm::workspace_bytes(s.m, s.k, omp_get_max_threads());
+}
+
+void gemm_cpu(const GemmShape& s, const float* a, const float* b, const float* bias,
+              const float* residual, float* y, const Epilogue& e, void* workspace) {
+  if (s.m <= kSmallM) {
+    gemm_small_m(s, a, b, bias, residual, y, e, static_cast<float*>(workspace));
+    return;
+  }
+  const sgemm::AView av{a, s.trans_a ? 1 : s.k, s.trans_a ? s.m : 1};
+  const MatrixPackB pb{b, s.n, s.k, s.trans_b};
+  const sgemm::CView cv{y, s.n, s.n, s.n, 0, bias, false, residual, s.alpha, e};
+  sgemm::gemm(s.m, s.n, s.k, av, pb, cv, workspace, omp_get_max_threads());
+}
+
+// FP32 peak: every thread runs 12 independent FMA chains on 8-wide vectors, enough to cover the
+// FMA latency times the number of FMA pipes on current x86 and Arm cores. Without -ffast-math the
+// compiler may not reassociate the chains, so what runs is exactly 12 * 8 FMAs per iteration.
+double cpu_peak_gflops(int threads) {
+  using sgemm::v8f;
+  if (threads < 1) threads = omp_get_max_threads();
+  volatile float seed = 1.0f;
+  const int64_t iters = 4 << 20;
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    float sink = 0.f;
+    const double t0 = omp_get_wtime();
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+      const float s0 = seed;
+      v8f m = {}, c = {};
+      m += 0.999999f * s0;
+      c += 1e-7f * s0;
+      v8f x0 = m, x1 = m, x2 = m, x3 = m, x4 = m, x5 = m;
+      v8f x6 = m, x7 = m, x8 = m, x9 = m, x10 = m, x11 = m;
+      for (int64_t i = 0; i < iters; ++i) {
+        x0 = x0 * m + c; x1 = x1 * m + c; x2 = x2 * m + c; x3 = x3 * m + c;
+        x4 = x4 * m + c; x5 = x5 * m + c; x6 = x6 * m + c; x7 = x7 * m + c;
+        x8 = x8 * m + c; x9 = x9 * m + c; x10 = x10 * m + c; x11 = x11 * m + c;
+      }
+      const v8f t = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11));
+      for (int i = 0; i < 8; ++i) sink += t[i];
+    }
+    const double dt = omp_get_wtime() - t0;
+    volatile float keep = sink;  // the chains' result is used, so they are computed
+    (void)keep;
+    best = std::max(best, 2.0 * 8 * 12 * double(iters) * threads / dt * 1e-9);
+  }
+  return best;
+}
+
+}  // namespace ev

@@ -1,0 +1,278 @@
+// Internal blocked SGEMM shared by conv2d and gemm: C[M, N] = epilogue(A[M, K] * B[K, N]).
+//
+// BLIS-style loops (NC columns -> KC depth -> MC rows -> NR panel -> MR panel) around a 6x16
+// register tile of v8f accumulators (12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16
+// AVX2 registers; on aarch64 GCC lowers each v8f to two NEON q registers). The code is portable
+// GCC vector extensions only.
+//
+// A is read in place (row- or column-major) because conv weights are used once per call and
+// packing them would double their memory traffic at batch 1; only a ragged last MR panel is copied
+// into zero-padded scratch so the kernel never reads past the matrix. B is always packed, by a
+// caller-provided functor (a plain copy for gemm, implicit im2col for conv), into NR-wide panels
+// zero-padded past N. When K needs several KC blocks the partial sums go to per-thread scratch,
+// not to C, so a residual that aliases the output is still read before C is written.
+// The epilogue (alpha, bias, activation, residual) is applied in the store of the final block.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "epilogue.h"
+#include "ops.h"
+
+namespace ev {
+namespace sgemm {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v8fu __attribute__((vector_size(32), aligned(4)));  // unaligned loads/stores
+
+constexpr int MR = 6, NR = 16;
+constexpr int64_t KC = 256;  // B panel KC x NR = 16 KiB stays in L1
+constexpr int64_t MC = 96;   // A block MC x KC = 96 KiB stays in L2
+constexpr int64_t NC = 384;  // packed B block KC x NC = 384 KiB per thread (L2/L3)
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Element (i, p) of A is p_[i * rs + p * cs]; one of rs, cs is 1.
+struct AView {
+  const float* p;
+  int64_t rs, cs;
+};
+
+// Where the result goes. Columns come in groups of group_cols columns (gemm: all N; pointwise
+// conv: one image's pixels; padded conv: one output row over the padded input's pitch), of which
+// the first group_valid are real outputs and the rest are dropped. Element (i, j) with
+// j = g * group_cols + jj, jj < group_valid, is c[g * group_stride + i * ldc + jj]. The residual
+// uses the same addressing.
+struct CView {
+  float* c;
+  int64_t ldc;
+  int64_t group_cols, group_valid, group_stride;
+  const float* bias;  // per row (conv) or per column (gemm), or nullptr
+  bool bias_per_row;
+  const float* res;   // or nullptr
+  float alpha;
+  Epilogue e;
+};
+
+// 6x16 tile: acc = A panel (6 x kc) * B panel (kc x 16). ROW: A rows are separate streams (conv
+// weights in place); otherwise the 6 values of one k are contiguous (packed or transposed A).
+template <bool ROW>
+inline void micro_kernel(int64_t kc, const float* __restrict a, int64_t rs, int64_t cs,
+                         const float* __restrict b, float* __restrict acc) {
+  v8f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {};
+  v8f c30 = {}, c31 = {}, c40 = {}, c41 = {}, c50 = {}, c51 = {};
+  const float* a0 = a;
+  const float* a1 = a + rs;
+  const float* a2 = a + 2 * rs;
+  const float* a3 = a + 3 * rs;
+  const float* a4 = a + 4 * rs;
+  const float* a5 = a + 5 * rs;
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    const v8f b0 = *reinterpret_cast<const v8f*>(b);
+    const v8f b1 = *reinterpret_cast<const v8f*>(b + 8);
+    b += NR;
+    float x0, x1, x2, x3, x4, x5;
+    if (ROW) {
+      x0 = a0[p]; x1 = a1[p]; x2 = a2[p]; x3 = a3[p]; x4 = a4[p]; x5 = a5[p];
+    } else {
+      x0 = a[0]; x1 = a[1]; x2 = a[2]; x3 = a[3]; x4 = a[4]; x5 = a[5];
+      a += cs;
+    }
+    c00 += b0 * x0; c01 += b1 * x0;
+    c10 += b0 * x1; c11 += b1 * x1;
+    c20 += b0 * x2; c21 += b1 * x2;
+    c30 += b0 * x3; c31 += b1 * x3;
+    c40 += b0 * x4; c41 += b1 * x4;
+    c50 += b0 * x5; c51 += b1 * x5;
+  }
+  v8f* o = reinterpret_cast<v8f*>(acc);
+  o[0] = c00; o[1] = c01; o[2] = c10; o[3] = c11; o[4] = c20; o[5] = c21;
+  o[6] = c30; o[7] = c31; o[8] = c40; o[9] = c41; o[10] = c50; o[11] = c51;
+}
+
+// Final store of mr x len accumulators to one contiguous run of columns: y = epi(alpha * acc + bias
+// + res). The activation is a template argument so the switch in activate() folds away and the
+// column loop vectorizes.
+template <Act ACT>
+void store_final(const float* acc, int mr, int len, float* c, int64_t ldc, const float* res,
+                 const float* bias_row, const float* bias_col, float alpha, const Epilogue& e) {
+  const float al = e.alpha, be = e.beta;
+  for (int i = 0; i < mr; ++i) {
+    const float* a = acc + i * NR;
+    float* ci = c + i * ldc;
+    const float* ri = res ? res + i * ldc : nullptr;
+    const float br = bias_row ? bias_row[i] : 0.f;
+    if (e.residual_after_act) {
+      for (int j = 0; j < len; ++j) {
+        const float v = alpha * a[j] + br + (bias_col ? bias_col[j] : 0.f);
+        ci[j] = activate(v, ACT, al, be) + (ri ? ri[j] : 0.f);
+      }
+    } else if (ri) {
+      for (int j = 0; j < len; ++j)
+        ci[j] = activate(alpha * a[j] + br + (bias_col ? bias_col[j] : 0.f) + ri[j], ACT, al, be);
+    } else if (bias_col) {
+      for (int j = 0; j < len; ++j) ci[j] = activate(alpha * a[j] + br + bias_col[j], ACT, al, be);
+    } else {
+      for (int j = 0; j < len; ++j) ci[j] = activate(alpha * a[j] + br, ACT, al, be);
+    }
+  }
+}
+
+using StoreFn = void (*)(const float*, int, int, float*, int64_t, const float*, const float*,
+                         const float*, float, const Epilogue&);
+
+inline StoreFn pick_store(Act a) {
+  switch (a) {
+    case Act::None: return store_final<Act::None>;
+    case Act::ReLU: return store_final<Act::ReLU>;
+    case Act::LeakyReLU: return store_final<Act::LeakyReLU>;
+    case Act::Clip: return store_final<Act::Clip>;
+    case Act::Sigmoid: return store_final<Act::Sigmoid>;
+    case Act::Tanh: return store_final<Act::Tanh>;
+    case Act::SiLU: return store_final<Act::SiLU>;
+    case Act::HardSwish: return store_final<Act::HardSwish>;
+    case Act::GELU: return store_final<Act::GELU>;
+    case Act::HardSigmoid: return store_final<Act::HardSigmoid>;
+  }
+  return store_final<Act::None>;
+}
+
+// Per-thread scratch, in floats: packed B block, partial sums (when K > KC), ragged A panel.
+inline int64_t thread_scratch_floats(int64_t M, int64_t K) {
+  const int64_t b = KC * NC;
+  const int64_t part = K > KC ? round_up(M, MR) * NC : 0;
+  return b + part + MR * KC + 16;  // + 16: room to align to 64 bytes
+}
+
+inline size_t workspace_bytes(int64_t M, int64_t K, int threads) {
+  return static_cast<size_t>(thread_scratch_floats(M, K)) * threads * sizeof(float) + 64;
+}
+
+inline float* align64(void* p) {
+  const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<float*>((u + 63) & ~uintptr_t(63));
+}
+
+// How `threads` threads split the M x N tile grid: tn along N, tm along M, tn * tm <= threads.
+inline void split_threads(int64_t M, int64_t N, int threads, int* tm, int* tn) {
+  const int64_t mp = ceil_div(M, MR), np = ceil_div(N, NR);
+  int best_m = 1, best_n = 1;
+  double best = -1;
+  for (int a = 1; a <= threads; ++a) {
+    if (threads % a) continue;
+    const int b = threads / a;  // a along M, b along N
+    if (a > mp || b > np) continue;
+    // Work per thread in tiles (the slowest thread decides), plus a small penalty for splitting
+    // M, which makes every thread pack the same B.
+    const double per = double(ceil_div(mp, a)) * double(ceil_div(np, b));
+    const double cost = per * (1.0 + 0.02 * (a - 1));
+    if (best < 0 || cost < best) best = cost, best_m = a, best_n = b;
+  }
+  *tm = best_m;
+  *tn = best_n;
+}
+
+// The work of one thread: rows [m0, m1), columns [n0, n1).
+template <class PackB>
+void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, const CView& C,
+                    int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
+  float* bbuf = scratch;
+  float* part = bbuf + KC * NC;
+  float* atail = part + (K > KC ? round_up(M, MR) * NC : 0);
+  const StoreFn store = pick_store(C.e.act);
+  alignas(64) float acc[MR * NR];
+  const bool arow = A.cs == 1;
+  const int64_t mtail = M - M % MR;  // first row of the ragged panel (== M when none)
+
+  for (int64_t jc = n0; jc < n1; jc += NC) {
+    const int64_t nc = std::min(NC, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const bool first = pc == 0, last = pc + kc == K;
+      pack_b(pc, kc, jc, nc, bbuf);
+      if (mtail < m1 && mtail >= m0) {  // ragged A panel: copy with zero rows
+        const int64_t rows = M - mtail;
+        for (int64_t p = 0; p < kc; ++p)
+          for (int i = 0; i < MR; ++i)
+            atail[p * MR + i] = i < rows ? A.p[(mtail + i) * A.rs + (pc + p) * A.cs] : 0.f;
+      }
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = std::min(MC, m1 - ic);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const float* bp = bbuf + jr * kc;
+          const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          for (int64_t ir = ic; ir < ic + mc; ir += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
+            if (mr == MR) {
+              const float* ap = A.p + ir * A.rs + pc * A.cs;
+              if (arow)
+                micro_kernel<true>(kc, ap, A.rs, 1, bp, acc);
+              else
+                micro_kernel<false>(kc, ap, 1, A.cs, bp, acc);
+            } else {
+              micro_kernel<false>(kc, atail, 1, MR, bp, acc);
+            }
+            // Partial sums live in `part`, indexed by (row - m0, column - jc).
+            float* pt = part + (ir - m0) * NC + jr;
+            if (!last) {
+              for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < NR; ++j)
+                  pt[i * NC + j] = first ? acc[i * NR + j] : pt[i * NC + j] + acc[i * NR + j];
+              continue;
+            }
+            if (!first)
+              for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < NR; ++j) acc[i * NR + j] += pt[i * NC + j];
+            // Split the tile's columns at column-group boundaries; drop the padding columns.
+            int64_t j = jc + jr;
+            const int64_t jend = j + nr;
+            int off = 0;
+            while (j < jend) {
+              const int64_t g = j / C.group_cols, jj = j % C.group_cols;
+              const int len = static_cast<int>(std::min(jend - j, C.group_cols - jj));
+              if (jj < C.group_valid) {
+                const int vlen = static_cast<int>(std::min<int64_t>(len, C.group_valid - jj));
+                const int64_t o = g * C.group_stride + ir * C.ldc + jj;
+                const float* br = C.bias && C.bias_per_row ? C.bias + ir : nullptr;
+                const float* bcol = C.bias && !C.bias_per_row ? C.bias + j : nullptr;
+                // The store reads acc rows with stride NR starting at column `off`.
+                store(acc + off, mr, vlen, C.c + o, C.ldc, C.res ? C.res + o : nullptr, br, bcol,
+                      C.alpha, C.e);
+              }
+              off += len;
+              j += len;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = epi(A * B) with `threads` OpenMP threads; ws holds workspace_bytes(M, K, threads).
+template <class PackB>
+void gemm(int64_t M, int64_t N, int64_t K, const AView& A, const PackB& pack_b, const CView& C,
+          void* ws, int threads) {
+  int tm, tn;
+  split_threads(M, N, threads, &tm, &tn);
+  const int used = tm * tn;
+  float* base = align64(ws);
+  const int64_t per = thread_scratch_floats(M, K);
+  const int64_t mp = ceil_div(M, MR), np = ceil_div(N, NR);
+#pragma omp parallel num_threads(used) if (used > 1)
+  {
+    const int t = omp_get_thread_num();
+    const int ti = t / tn, tj = t % tn;
+    const int64_t m0 = std::min(M, mp * ti / tm * MR), m1 = std::min(M, mp * (ti + 1) / tm * MR);
+    const int64_t n0 = std::min(N, np * tj / tn * NR), n1 = std::min(N, np * (tj + 1) / tn * NR);
+    if (m0 < m1 && n0 < n1) run_tile_range(M, K, A, pack_b, C, m0, m1, n0, n1, base + t * per);
+  }
+}
+
+}  // namespace sgemm
+}  // namespace ev

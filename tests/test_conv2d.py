@@ -1,0 +1,322 @@
+"""conv2d: reference vs fast CPU vs torch over random configurations covering every path of the fast
+kernel (pointwise GEMM across the batch, padded implicit GEMM at every stride/dilation, grouped,
+depthwise with multipliers, register-tile edges, K split over several blocks) and every epilogue."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import edgevision as ev
+from conftest import TARGETS, TOL
+
+ACTS = [None, "relu", "leaky_relu", "clip", "relu6", "sigmoid", "tanh", "silu", "hardswish",
+        "gelu", "hardsigmoid"]
+
+
+def torch_act(y, act, alpha, beta):
+    if act is None:
+        return y
+    if act == "relu":
+        return F.relu(y)
+    if act == "leaky_relu":
+        return F.leaky_relu(y, 0.01 if alpha is None else alpha)
+    if act == "clip":
+        return torch.clamp(y, alpha, beta)
+    if act == "relu6":
+        return torch.clamp(y, 0.0, 6.0)
+    if act == "sigmoid":
+        return torch.sigmoid(y)
+    if act == "tanh":
+        return torch.tanh(y)
+    if act == "silu":
+        return F.silu(y)
+    if act == "hardswish":
+        return F.hardswish(y)
+    if act == "gelu":
+        return F.gelu(y)
+    if act == "hardsigmoid":  # ONNX form, alpha/beta defaults 0.2/0.5
+        a = 0.2 if alpha is None else alpha
+        b = 0.5 if beta is None else beta
+        return torch.clamp(a * y + b, 0.0, 1.0)
+    raise AssertionError(act)
+
+
+def torch_conv(cfg, x, w, b, res):
+    t, l, bo, r = cfg["pad"]
+    xt = F.pad(torch.from_numpy(x), (l, r, t, bo))
+    y = F.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
+                 stride=cfg["stride"], dilation=cfg["dil"], groups=cfg["groups"])
+    res_t = None if res is None else torch.from_numpy(res)
+    if res_t is not None and not cfg["after"]:
+        y = y + res_t
+    y = torch_act(y, cfg["act"], cfg["alpha"], cfg["beta"])
+    if res_t is not None and cfg["after"]:
+        y = y + res_t
+    return y.numpy()
+
+
+def out_size(n, k, st, p0, p1, d):
+    return (n + p0 + p1 - d * (k - 1) - 1) // st + 1
+
+
+def make_config(i):
+    """Configuration i, drawn from its own seed; the class cycles so every path is hit often."""
+    rng = np.random.default_rng(1000 + i)
+    kind = ["general", "pointwise", "grouped", "depthwise", "stride_dil", "tiny", "big_kernel",
+            "wide", "3x3"][i % 9]
+    n = int(rng.integers(1, 4))
+    groups, mult = 1, 1
+    r = s = 3
+    stride, dil = (1, 1), (1, 1)
+    pad = (1, 1, 1, 1)
+    h, w = int(rng.integers(1, 14)), int(rng.integers(1, 14))
+    c, k = int(rng.integers(1, 10)), int(rng.integers(1, 20))
+    if kind == "general":
+        r, s = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dil = tuple(int(v) for v in rng.integers(1, 3, 2))
+        pad = tuple(int(v) for v in rng.integers(0, 4, 4))
+    elif kind == "pointwise":
+        r = s = 1
+        pad = (0, 0, 0, 0)
+        n = int(rng.integers(1, 6))
+        c, k = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+    elif kind == "grouped":
+        groups = int(rng.integers(2, 5))
+        c, k = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 7))
+        r, s = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = tuple(int(v) for v in rng.integers(1, 3, 2))
+        pad = tuple(int(v) for v in rng.integers(0, 3, 4))
+    elif kind == "depthwise":
+        c = int(rng.integers(2, 12))
+        groups, mult = c, int(rng.integers(1, 4))
+        k = c * mult
+        r = s = int(rng.choice([3, 5, 3, 2, 7]))
+        stride = (int(rng.integers(1, 3)),) * 2 if rng.random() < 0.8 else tuple(int(v) for v in rng.integers(1, 4, 2))
+        dil = (1, 1) if rng.random() < 0.7 else tuple(int(v) for v in rng.integers(1, 3, 2))
+        pad = tuple(int(v) for v in rng.integers(0, r, 4))
+        h, w = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+    elif kind == "stride_dil":
+        r, s = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = tuple(int(v) for v in rng.integers(2, 5, 2))  # stride can exceed the kernel
+        dil = tuple(int(v) for v in rng.integers(1, 4, 2))
+        pad = tuple(int(v) for v in rng.integers(0, 3, 4))
+        h, w = int(rng.integers(3, 20)), int(rng.integers(3, 20))
+    elif kind == "tiny":  # 1x1 inputs, padding all around
+        h = w = 1
+        r, s = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        pad = (r // 2, s // 2, r - 1 - r // 2, s - 1 - s // 2)
+    elif kind == "big_kernel":  # kernel larger than the input, padding makes it fit
+        h, w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        r, s = int(rng.integers(3, 7)), int(rng.integers(3, 7))
+        pad = (int(rng.integers(r - h, r)), int(rng.integers(s - w, s)), int(rng.integers(0, 3)),
+               int(rng.integers(0, 3)))
+        pad = tuple(max(0, p) for p in pad)
+    elif kind == "wide":  # K = c r s over several KC blocks; M, N off the 6x16 tile
+        c = int(rng.integers(100, 300))
+        k = int(rng.integers(5, 40))
+        h, w = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+        r = s = int(rng.choice([1, 3]))
+        pad = (r // 2,) * 4
+        n = int(rng.integers(1, 3))
+    elif kind == "3x3":  # stride-1 3x3 with many channels: Winograd once there are >= 64 tiles
+        c, k = int(rng.integers(16, 48)), int(rng.integers(16, 48))
+        h, w = int(rng.integers(5, 26)), int(rng.integers(5, 26))
+        n = int(rng.integers(1, 6))
+        pad = tuple(int(v) for v in rng.integers(0, 3, 4))
+    # Make sure the padded input holds the dilated kernel.
+    t, l, b, rr = pad
+    t += max(0, dil[0] * (r - 1) + 1 - (h + t + b))
+    l += max(0, dil[1] * (s - 1) + 1 - (w + l + rr))
+    pad = (t, l, b, rr)
+    act = ACTS[int(rng.integers(0, len(ACTS)))]
+    alpha = beta = None
+    if act == "leaky_relu":
+        alpha = float(rng.choice([0.01, 0.2]))
+    elif act == "clip":
+        alpha, beta = -0.5, 0.7
+    elif act == "hardsigmoid" and rng.random() < 0.5:
+        alpha, beta = 1 / 6, 0.5
+    return dict(kind=kind, n=n, c=c, k=k, h=h, w=w, r=r, s=s, stride=stride, dil=dil, pad=pad,
+                groups=groups, act=act, alpha=alpha, beta=beta, bias=bool(rng.random() < 0.7),
+                res=bool(rng.random() < 0.5), after=bool(rng.random() < 0.5), seed=2000 + i)
+
+
+CONFIGS = [make_config(i) for i in range(252)]
+
+
+def make_data(cfg):
+    rng = np.random.default_rng(cfg["seed"])
+    oh = out_size(cfg["h"], cfg["r"], cfg["stride"][0], cfg["pad"][0], cfg["pad"][2], cfg["dil"][0])
+    ow = out_size(cfg["w"], cfg["s"], cfg["stride"][1], cfg["pad"][1], cfg["pad"][3], cfg["dil"][1])
+    cg = cfg["c"] // cfg["groups"]
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype=np.float32)
+    # Scaled like a trained layer, so outputs are O(1) whatever the fan-in.
+    w = (rng.standard_normal((cfg["k"], cg, cfg["r"], cfg["s"]), dtype=np.float32)
+         / np.float32(np.sqrt(cg * cfg["r"] * cfg["s"])))
+    b = rng.standard_normal(cfg["k"], dtype=np.float32) if cfg["bias"] else None
+    res = rng.standard_normal((cfg["n"], cfg["k"], oh, ow), dtype=np.float32) if cfg["res"] else None
+    return x, w, b, res
+
+
+def ev_conv(cfg, x, w, b, res, **kw):
+    return ev.ops.conv2d(x, w, b, stride=cfg["stride"], padding=cfg["pad"], dilation=cfg["dil"],
+                         groups=cfg["groups"], activation=cfg["act"], alpha=cfg["alpha"],
+                         beta=cfg["beta"], residual=res, residual_after_act=cfg["after"], **kw)
+
+
+def to_target(a, device, dtype):
+    if a is None:
+        return None
+    t = torch.from_numpy(a).to(device)
+    return t.half() if dtype == "float16" else t
+
+
+def test_configs_cover_every_class():
+    kinds = {c["kind"] for c in CONFIGS}
+    assert len(kinds) == 9
+    assert {c["act"] for c in CONFIGS} == set(ACTS)
+    assert any(c["groups"] == c["c"] and c["k"] > c["c"] for c in CONFIGS)  # depthwise multiplier
+    assert any(len(set(c["pad"])) > 1 for c in CONFIGS)  # asymmetric padding
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("i", range(len(CONFIGS)))
+def test_conv2d_random(i, target):
+    cfg = CONFIGS[i]
+    device, dtype = target
+    x, w, b, res = make_data(cfg)
+    if device == "cpu":
+        ref = ev_conv(cfg, x, w, b, res, reference=True)
+        fast = ev_conv(cfg, x, w, b, res)
+        expect = torch_conv(cfg, x, w, b, res)
+        rtol, atol = TOL["float32"]
+        np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol, err_msg=str(cfg))
+        np.testing.assert_allclose(ref, expect, rtol=rtol, atol=atol, err_msg=str(cfg))
+        np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol, err_msg=str(cfg))
+        return
+    args = [to_target(a, device, dtype) for a in (x, w, b, res)]
+    y = ev_conv(cfg, *args)
+    assert y.device.type == "cuda" and y.dtype == args[0].dtype
+    # The reference sees the same (possibly FP16-rounded) inputs, computed in FP32.
+    rounded = [None if a is None else a.float().cpu().numpy() for a in args]
+    expect = torch_conv(cfg, *rounded)
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(y.float().cpu().numpy(), expect, rtol=rtol, atol=atol, err_msg=str(cfg))
+
+
+# Shapes of real networks, smaller spatially so the scalar reference stays quick.
+NET_SHAPES = [
+    # n, c, k, h, r, stride, pad, groups
+    (2, 3, 16, 23, 7, 2, 3, 1),     # ResNet stem
+    (1, 32, 32, 15, 3, 1, 1, 1),    # ResNet basic block
+    (2, 32, 64, 15, 3, 2, 1, 1),    # ResNet downsampling
+    (2, 32, 64, 15, 1, 2, 0, 1),    # ResNet 1x1 shortcut, stride 2
+    (1, 24, 24, 17, 3, 1, 1, 24),   # EfficientNet depthwise 3x3
+    (1, 24, 24, 17, 5, 2, 2, 24),   # EfficientNet depthwise 5x5 stride 2
+    (3, 24, 40, 7, 1, 1, 0, 1),     # EfficientNet pointwise, columns across images
+    (4, 3, 24, 16, 2, 1, 0, 1),     # fastnet whitening 2x2
+    (8, 3, 32, 9, 3, 1, 0, 1),      # seed CNN first conv, per-image threading
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", NET_SHAPES)
+def test_conv2d_network_shapes(shape, threads):
+    n, c, k, h, r, st, p, g = shape
+    cfg = dict(n=n, c=c, k=k, h=h, w=h, r=r, s=r, stride=(st, st), dil=(1, 1), pad=(p,) * 4,
+               groups=g, act="relu", alpha=None, beta=None, bias=True, res=True, after=False,
+               seed=7)
+    x, w, b, res = make_data(cfg)
+    old = ev.ops.get_num_threads()
+    try:
+        ev.ops.set_num_threads(threads)
+        fast = ev_conv(cfg, x, w, b, res)
+    finally:
+        ev.ops.set_num_threads(old)
+    ref = ev_conv(cfg, x, w, b, res, reference=True)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("act,after", [("relu", False), ("silu", True), (None, False)])
+def test_conv2d_winograd_chunks(act, after, threads):
+    """3x3 stride 1 with 64 channels over 2 images of 30x30: 128 tiles in two chunks, ragged tile
+    edges (30 = 7 * 4 + 2) and asymmetric padding."""
+    cfg = dict(n=2, c=64, k=64, h=30, w=29, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 2, 1, 0),
+               groups=1, act=act, alpha=None, beta=None, bias=True, res=True, after=after, seed=11)
+    x, w, b, res = make_data(cfg)
+    old = ev.ops.get_num_threads()
+    try:
+        ev.ops.set_num_threads(threads)
+        fast = ev_conv(cfg, x, w, b, res)
+    finally:
+        ev.ops.set_num_threads(old)
+    expect = torch_conv(cfg, x, w, b, res)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv2d_winograd_batch(threads):
+    """Many chunks (12 images of 24x24, 64 channels: 432 tiles in chunks of 112): with several
+    threads each runs whole chunks; compared with torch only (the scalar reference is slow here)."""
+    cfg = dict(n=12, c=64, k=64, h=24, w=23, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 1, 1, 1),
+               groups=1, act="relu", alpha=None, beta=None, bias=True, res=True, after=False, seed=12)
+    x, w, b, res = make_data(cfg)
+    old = ev.ops.get_num_threads()
+    try:
+        ev.ops.set_num_threads(threads)
+        fast = ev_conv(cfg, x, w, b, res)
+    finally:
+        ev.ops.set_num_threads(old)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
+def test_conv2d_torch_tensors_and_out():
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.standard_normal((2, 8, 10, 10), dtype=np.float32))
+    w = torch.from_numpy(rng.standard_normal((12, 8, 3, 3), dtype=np.float32) / 8)
+    out = torch.empty(2, 12, 10, 10)
+    y = ev.ops.conv2d(x, w, padding=1, out=out)
+    assert isinstance(y, torch.Tensor)
+    np.testing.assert_allclose(out.numpy(), F.conv2d(x, w, padding=1).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_residual_in_place():
+    """out may be the residual itself: a plan adds skip connections in place."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 300, 6, 6), dtype=np.float32)  # K = 2700: several K blocks
+    w = rng.standard_normal((20, 300, 3, 3), dtype=np.float32) / 50
+    res = rng.standard_normal((1, 20, 6, 6), dtype=np.float32)
+    expect = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy() + res
+    ev.ops.conv2d(x, w, padding=1, residual=res, out=res)
+    np.testing.assert_allclose(res, expect, rtol=1e-4, atol=1e-4)
+
+
+def test_conv2d_bad_inputs():
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    w = np.zeros((6, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x[0], w)  # rank 3 input
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, np.zeros((6, 3, 3, 3), np.float32))  # channel mismatch
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, np.zeros((6, 2, 3, 3), np.float32), groups=3)  # groups do not divide c
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, w, np.zeros(5, np.float32))  # bias length
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, w, stride=0)
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, np.zeros((6, 4, 11, 11), np.float32))  # kernel larger than the input
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, w, residual=np.zeros((1, 6, 7, 7), np.float32))  # residual shape
+    with pytest.raises(ValueError):
+        ev.ops.conv2d(x, w, activation="swish-ish")
+    with pytest.raises(TypeError):
+        ev.ops.conv2d(x.astype(np.float64), w)
+    with pytest.raises(TypeError):
+        ev.ops.conv2d(x, w, stride=1.5)
