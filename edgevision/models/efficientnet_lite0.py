@@ -14,17 +14,15 @@ import re
 import torch
 from torch import nn
 
+from .mobilenet import InvertedResidual, conv_bn
+
 # (expansion, output channels, repeats, first stride, kernel) per stage, EfficientNet-B0 / Lite0 widths.
 STAGES = ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3),
           (6, 112, 3, 1, 5), (6, 192, 4, 2, 5), (6, 320, 1, 1, 3))
 # The TF reference preprocesses Lite models with (x - 127) / 128 on 0..255 RGB.
 MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
-BN_EPS = 1e-3
-
-
-def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, eps=BN_EPS, momentum=0.01)
+BN_EPS = 1e-3  # the TF reference's batch-norm epsilon
 
 
 def imagenet_labels() -> list[str]:
@@ -32,37 +30,18 @@ def imagenet_labels() -> list[str]:
         return [line.rstrip("\n") for line in f]
 
 
-class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; identity shortcut when shapes match."""
-
-    def __init__(self, cin: int, cout: int, expand: int, stride: int, kernel: int):
-        super().__init__()
-        mid = cin * expand
-        layers = []
-        if expand != 1:
-            layers += [nn.Conv2d(cin, mid, 1, bias=False), _bn(mid), nn.ReLU6(inplace=True)]
-        layers += [nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False), _bn(mid),
-                   nn.ReLU6(inplace=True), nn.Conv2d(mid, cout, 1, bias=False), _bn(cout)]
-        self.layers = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x):
-        y = self.layers(x)
-        return x + y if self.residual else y
-
-
 class EfficientNetLite0(nn.Module):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), _bn(32), nn.ReLU6(inplace=True))
+        self.stem = nn.Sequential(*conv_bn(3, 32, 3, 2, eps=BN_EPS))
         blocks, cin = [], 32
         for expand, cout, repeats, stride, kernel in STAGES:
             for i in range(repeats):
-                blocks.append(MBConv(cin, cout, expand, stride if i == 0 else 1, kernel))
+                blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand, kernel, eps=BN_EPS))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Conv2d(cin, 1280, 1, bias=False), _bn(1280), nn.ReLU6(inplace=True),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+        self.head = nn.Sequential(*conv_bn(cin, 1280, 1, eps=BN_EPS), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Dropout(dropout))
         self.classifier = nn.Linear(1280, num_classes)
 
     def forward(self, x):
