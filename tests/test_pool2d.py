@@ -3,7 +3,7 @@ vs torch, and onnxruntime for what torch cannot express (asymmetric pads)."""
 import numpy as np
 import pytest
 
-from conftest import TARGETS, TOL
+from conftest import TARGETS
 from target_util import check_close as _check, on_target as _on, to_numpy as _host
 from edgevision import ops
 

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conftest import TARGETS, TOL
+from conftest import TARGETS
 from target_util import check_close as _check, on_target as _on, to_numpy as _host
 from edgevision import ops
 
