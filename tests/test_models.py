@@ -195,7 +195,7 @@ def test_efficientnet_lite0_pretrained_photos():
     assert top5[1][0] == 967, [labels[i] for i in top5[1]]
 
 
-def test_import_edgevision_without_torch():
+def test_import_edgevision_without_torch(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
             "import edgevision, edgevision.cli, edgevision.train\n"
             "assert edgevision.cli.main(['info', '--json']) == 0\n"
@@ -203,7 +203,7 @@ def test_import_edgevision_without_torch():
             "else:\n    raise SystemExit('edgevision.models imported without torch')\n"
             "try:\n    edgevision.train.train_classify\nexcept ImportError as e:\n    assert 'edgevision[train]' in str(e)\n"
             "else:\n    raise SystemExit('train_classify resolved without torch')\n")
-    root = os.path.join(os.path.dirname(__file__), "..")
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(root))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    # Run outside the source tree so the installed package is imported, as a user would.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr + result.stdout
