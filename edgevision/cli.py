@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .train import commands
+
 
 def _info(args) -> int:
     from . import info
@@ -20,6 +22,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="version, build options, GPUs, CPU SIMD level and threads")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=_info)
+    commands.add_train_parser(sub)
+    commands.add_export_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build/asan
 pkg=build/asan-pkg
+mkdir -p build
 EDGEVISION_CUDA=OFF EDGEVISION_SANITIZE=ON cmake -S . -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" \
   -DPython_EXECUTABLE="$(command -v python)" > "$build.configure.log"

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from conftest import TARGETS, TOL
 from edgevision import ops
-from pointwise_util import as_input, to_numpy, to_target
+from target_util import as_input, to_numpy, to_target
 
 ACTS = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6, "silu": F.silu,
         "leaky_relu": lambda t: F.leaky_relu(t, 0.01), "sigmoid": torch.sigmoid,

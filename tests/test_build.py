@@ -32,19 +32,21 @@ def test_info_reports_build_gpus_simd_threads():
     json.dumps(info)  # serializable for profile reports
 
 
-def test_cli_info_json():
+def test_cli_info_json(tmp_path):
+    # Subprocesses run outside the source tree, so they import the installed package (python puts
+    # the working directory first on sys.path) as a user would.
     out = subprocess.run([sys.executable, "-m", "edgevision.cli", "info", "--json"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert "build" in json.loads(out)
 
 
-def test_import_without_torch():
+def test_import_without_torch(tmp_path):
     # torch = None in sys.modules makes every `import torch` fail, as in a venv without it.
     code = ("import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None; "
             "import numpy as np, edgevision; print(edgevision.info()); "
             "from edgevision import ops; "
             "y = ops.add(np.ones((2, 3), np.float32), np.ones(3, np.float32)); assert (y == 2).all()")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
 
 

@@ -5,7 +5,7 @@ import torch
 
 from conftest import TARGETS
 from edgevision import ops
-from pointwise_util import as_input, to_numpy, to_target
+from target_util import as_input, to_numpy, to_target
 
 
 def _random_case(rng, i):

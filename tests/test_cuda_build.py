@@ -93,11 +93,11 @@ _FAKE_CUDA_OPS = textwrap.dedent(r"""
 """)
 
 
-def test_cuda_op_without_gpu_raises_clear_error():
+def test_cuda_op_without_gpu_raises_clear_error(tmp_path):
     if edgevision.info()["gpus"]:
         pytest.skip("a GPU is visible: fake CUDA tensors would reach a real device")
     r = subprocess.run([sys.executable, "-c", _FAKE_CUDA_OPS], capture_output=True, text=True,
-                       timeout=120)
+                       cwd=tmp_path, timeout=120)  # outside the source tree: the installed package
     assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 4, r.stdout

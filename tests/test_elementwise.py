@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from conftest import TARGETS, TOL
 from edgevision import ops
-from pointwise_util import as_input, to_numpy, to_target
+from target_util import as_input, to_numpy, to_target
 
 OPS = {"add": (ops.add, torch.add), "sub": (ops.sub, torch.sub), "mul": (ops.mul, torch.mul),
        "div": (ops.div, torch.div)}

@@ -4,23 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import TARGETS, TOL
+from target_util import on_target as _on, to_numpy as _host
 from edgevision import ops
 
 torch = pytest.importorskip("torch")
-
-
-def _on(target, x):
-    dev, dt = target
-    if dev == "cpu":
-        return x, x
-    t = torch.tensor(x).cuda()
-    if dt == "float16":
-        t = t.half()
-    return t, t.float().cpu().numpy()
-
-
-def _host(y):
-    return y.float().cpu().numpy() if isinstance(y, torch.Tensor) else y
 
 
 def _dcr(x, b):

@@ -3,31 +3,12 @@ vs torch, and onnxruntime for what torch cannot express (asymmetric pads)."""
 import numpy as np
 import pytest
 
-from conftest import TARGETS, TOL
+from conftest import TARGETS
+from target_util import check_close as _check, on_target as _on, to_numpy as _host
 from edgevision import ops
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-
-
-def _on(target, x):
-    """x (float32 numpy) on the target device and dtype, and the float32 copy torch should see."""
-    dev, dt = target
-    if dev == "cpu":
-        return x, x
-    t = torch.tensor(x).cuda()
-    if dt == "float16":
-        t = t.half()
-    return t, t.float().cpu().numpy()
-
-
-def _host(y):
-    return y.float().cpu().numpy() if isinstance(y, torch.Tensor) else y
-
-
-def _check(y, expected, dtype, what):
-    rtol, atol = TOL[dtype]
-    np.testing.assert_allclose(_host(y), expected, rtol=rtol, atol=atol, err_msg=what)
 
 
 def _random_pool(rng, is_max):

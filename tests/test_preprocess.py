@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from conftest import TARGETS, TOL
 from edgevision import ops
-from pointwise_util import to_numpy, to_target
+from target_util import to_numpy, to_target
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

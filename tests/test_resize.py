@@ -7,7 +7,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conftest import TARGETS, TOL
+from conftest import TARGETS
+from target_util import check_close as _check, on_target as _on, to_numpy as _host
 from edgevision import ops
 
 torch = pytest.importorskip("torch")
@@ -16,25 +17,6 @@ F = torch.nn.functional
 # Scale factors that are exact in float32, so 1 / scale rounds the same in torch (double) and in
 # the kernel (float): nearest sits on exact ties for some of these, and must match torch there.
 SCALES = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0]
-
-
-def _on(target, x):
-    dev, dt = target
-    if dev == "cpu":
-        return x, x
-    t = torch.tensor(x).cuda()
-    if dt == "float16":
-        t = t.half()
-    return t, t.float().cpu().numpy()
-
-
-def _host(y):
-    return y.float().cpu().numpy() if isinstance(y, torch.Tensor) else y
-
-
-def _check(y, expected, dtype, what):
-    rtol, atol = TOL[dtype]
-    np.testing.assert_allclose(_host(y), expected, rtol=rtol, atol=atol, err_msg=what)
 
 
 def _random_case(rng):

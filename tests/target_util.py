@@ -1,5 +1,7 @@
-"""Helpers for the pointwise op tests: moving numpy test data to a conftest.TARGETS target and back."""
+"""Helpers for the op tests: moving numpy test data to a conftest.TARGETS target and back."""
 import numpy as np
+
+from conftest import TOL
 
 
 def to_target(a, target):
@@ -23,3 +25,13 @@ def to_numpy(y):
     if isinstance(y, np.ndarray):
         return y
     return y.detach().float().cpu().numpy() if y.is_floating_point() else y.detach().cpu().numpy()
+
+
+def on_target(target, x):
+    """(what the op receives on `target`, the float32 values it holds: the data torch should see)."""
+    return to_target(x, target), as_input(x, target)
+
+
+def check_close(y, expected, dtype, what):
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(to_numpy(y), expected, rtol=rtol, atol=atol, err_msg=what)
