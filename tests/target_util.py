@@ -2,6 +2,7 @@
 import numpy as np
 
 from conftest import TOL
+from edgevision import ops
 
 
 def to_target(a, target):
@@ -35,3 +36,13 @@ def on_target(target, x):
 def check_close(y, expected, dtype, what):
     rtol, atol = TOL[dtype]
     np.testing.assert_allclose(to_numpy(y), expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def with_threads(threads, fn):
+    """fn() run with the CPU kernels limited to `threads` threads, restoring the count after."""
+    old = ops.get_num_threads()
+    try:
+        ops.set_num_threads(threads)
+        return fn()
+    finally:
+        ops.set_num_threads(old)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import edgevision as ev
 from conftest import TARGETS, TOL
+from target_util import with_threads
 
 ACTS = [None, "relu", "leaky_relu", "clip", "relu6", "sigmoid", "tanh", "silu", "hardswish",
         "gelu", "hardsigmoid"]
@@ -228,12 +229,7 @@ def test_conv2d_network_shapes(shape, threads):
                groups=g, act="relu", alpha=None, beta=None, bias=True, res=True, after=False,
                seed=7)
     x, w, b, res = make_data(cfg)
-    old = ev.ops.get_num_threads()
-    try:
-        ev.ops.set_num_threads(threads)
-        fast = ev_conv(cfg, x, w, b, res)
-    finally:
-        ev.ops.set_num_threads(old)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     ref = ev_conv(cfg, x, w, b, res, reference=True)
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol)
@@ -248,12 +244,7 @@ def test_conv2d_winograd_chunks(act, after, threads):
     cfg = dict(n=2, c=64, k=64, h=30, w=29, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 2, 1, 0),
                groups=1, act=act, alpha=None, beta=None, bias=True, res=True, after=after, seed=11)
     x, w, b, res = make_data(cfg)
-    old = ev.ops.get_num_threads()
-    try:
-        ev.ops.set_num_threads(threads)
-        fast = ev_conv(cfg, x, w, b, res)
-    finally:
-        ev.ops.set_num_threads(old)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     expect = torch_conv(cfg, x, w, b, res)
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol)
@@ -266,12 +257,7 @@ def test_conv2d_winograd_batch(threads):
     cfg = dict(n=12, c=64, k=64, h=24, w=23, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 1, 1, 1),
                groups=1, act="relu", alpha=None, beta=None, bias=True, res=True, after=False, seed=12)
     x, w, b, res = make_data(cfg)
-    old = ev.ops.get_num_threads()
-    try:
-        ev.ops.set_num_threads(threads)
-        fast = ev_conv(cfg, x, w, b, res)
-    finally:
-        ev.ops.set_num_threads(old)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
 
@@ -355,11 +341,6 @@ def test_conv2d_depthwise3x3_edges(case, threads):
                groups=c, act="hardswish", alpha=None, beta=None, bias=True, res=True, after=False,
                seed=13)
     x, w, b, res = make_data(cfg)
-    old = ev.ops.get_num_threads()
-    try:
-        ev.ops.set_num_threads(threads)
-        fast = ev_conv(cfg, x, w, b, res)
-    finally:
-        ev.ops.set_num_threads(old)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import edgevision as ev
 from conftest import TARGETS, TOL
+from target_util import with_threads
 from test_conv2d import ACTS, to_target, torch_act
 
 
@@ -106,12 +107,7 @@ def test_linear_network_shapes(shape, threads):
     x = rng.standard_normal((m, k), dtype=np.float32)
     w = rng.standard_normal((n, k), dtype=np.float32) / np.float32(np.sqrt(k))
     bias = rng.standard_normal(n, dtype=np.float32)
-    old = ev.ops.get_num_threads()
-    try:
-        ev.ops.set_num_threads(threads)
-        y = ev.ops.linear(x, w, bias, activation="relu")
-    finally:
-        ev.ops.set_num_threads(old)
+    y = with_threads(threads, lambda: ev.ops.linear(x, w, bias, activation="relu"))
     expect = F.relu(F.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias)))
     np.testing.assert_allclose(y, expect.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ev.ops.linear(x, w, bias, activation="relu", reference=True),
