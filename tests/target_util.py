@@ -46,3 +46,11 @@ def with_threads(threads, fn):
         return fn()
     finally:
         ops.set_num_threads(old)
+
+
+def check_fast_ref_torch(fast, ref, expect, what):
+    """The three CPU results of one configuration agree pairwise within the float32 tolerance."""
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol, err_msg=what)
+    np.testing.assert_allclose(ref, expect, rtol=rtol, atol=atol, err_msg=what)
+    np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol, err_msg=what)

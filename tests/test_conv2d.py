@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import edgevision as ev
 from conftest import TARGETS, TOL
-from target_util import with_threads
+from target_util import check_fast_ref_torch, with_threads
 
 ACTS = [None, "relu", "leaky_relu", "clip", "relu6", "sigmoid", "tanh", "silu", "hardswish",
         "gelu", "hardsigmoid"]
@@ -191,10 +191,7 @@ def test_conv2d_random(i, target):
         ref = ev_conv(cfg, x, w, b, res, reference=True)
         fast = ev_conv(cfg, x, w, b, res)
         expect = torch_conv(cfg, x, w, b, res)
-        rtol, atol = TOL["float32"]
-        np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol, err_msg=str(cfg))
-        np.testing.assert_allclose(ref, expect, rtol=rtol, atol=atol, err_msg=str(cfg))
-        np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol, err_msg=str(cfg))
+        check_fast_ref_torch(fast, ref, expect, str(cfg))
         return
     args = [to_target(a, device, dtype) for a in (x, w, b, res)]
     y = ev_conv(cfg, *args)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import edgevision as ev
 from conftest import TARGETS, TOL
-from target_util import with_threads
+from target_util import check_fast_ref_torch, with_threads
 from test_conv2d import ACTS, to_target, torch_act
 
 
@@ -85,10 +85,7 @@ def test_gemm_random(i, target):
         ref = ev_gemm(cfg, a, b, bias, res, reference=True)
         fast = ev_gemm(cfg, a, b, bias, res)
         expect = torch_gemm(cfg, a, b, bias, res)
-        rtol, atol = TOL["float32"]
-        np.testing.assert_allclose(fast, ref, rtol=rtol, atol=atol, err_msg=str(cfg))
-        np.testing.assert_allclose(ref, expect, rtol=rtol, atol=atol, err_msg=str(cfg))
-        np.testing.assert_allclose(fast, expect, rtol=rtol, atol=atol, err_msg=str(cfg))
+        check_fast_ref_torch(fast, ref, expect, str(cfg))
         return
     args = [to_target(v, device, dtype) for v in (a, b, bias, res)]
     y = ev_gemm(cfg, *args)
