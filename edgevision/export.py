@@ -162,16 +162,3 @@ def export_builtin(model_name: str, output: str, *, pretrained: bool = False, nu
             "pretrained": pretrained}
     name = name or os.path.splitext(os.path.basename(output))[0]
     return export_module(model, meta, output, metrics=metrics, name=name, opset=opset)
-
-
-def read_metadata(path: str) -> dict:
-    """metadata_props of an ONNX file as a dict, JSON values decoded."""
-    import onnx
-
-    out = {}
-    for entry in onnx.load(path, load_external_data=False).metadata_props:
-        try:
-            out[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
-            out[entry.key] = entry.value
-    return out

@@ -12,6 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from edgevision import cli, export  # noqa: E402
+from edgevision.model_files import read_metadata  # noqa: E402
 from edgevision.models import create_model  # noqa: E402
 from edgevision.train import train_classify, train_gan, train_sr  # noqa: E402
 
@@ -39,7 +40,7 @@ def checkpoints(tmp_path_factory):
 
 
 def check_metadata(path):
-    meta = export.read_metadata(path)
+    meta = read_metadata(path)
     missing = (COMMON_KEYS | TASK_KEYS[meta["task"]]) - set(meta)
     assert not missing, f"{path}: metadata lacks {sorted(missing)}"
     return meta
@@ -87,7 +88,7 @@ def test_disagreement_fails_loudly(checkpoints, tmp_path):
     path = str(tmp_path / "cls.onnx")
     export.export_checkpoint(checkpoints["cls"], path)
     other = create_model("seed_cnn").eval()  # different weights than the file
-    meta = export.read_metadata(path)
+    meta = read_metadata(path)
     with pytest.raises(RuntimeError, match="disagrees"):
         export.verify(path, other, meta)
 
