@@ -12,4 +12,14 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = _C.VERSION
 
-__all__ = ["__version__", "info", "ops"]
+__all__ = ["__version__", "info", "ops", "stream"]
+
+
+def __getattr__(name):
+    # edgevision.stream (callable: edgevision.stream(source, model=...)) pulls in OpenCV, so it loads on
+    # first use rather than with the package.
+    if name == "stream":
+        import importlib
+
+        return importlib.import_module(".stream", __name__)
+    raise AttributeError(f"module 'edgevision' has no attribute {name!r}")

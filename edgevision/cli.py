@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from .stream.demo import add_parser as add_demo_parser
 from .train import commands
 
 
@@ -24,6 +25,7 @@ def main(argv=None) -> int:
     p.set_defaults(fn=_info)
     commands.add_train_parser(sub)
     commands.add_export_parser(sub)
+    add_demo_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 
