@@ -71,8 +71,9 @@ class LatencyLog:
     """Stage times of the last `capacity` results in a fixed array: memory stays flat however long the
     stream runs."""
 
-    def __init__(self, capacity: int = 65536, warmup: int = 2):
-        self.data = np.zeros((capacity, len(STAGES)), np.float64)
+    def __init__(self, capacity: int = 16384, warmup: int = 2):
+        self.data = np.empty((capacity, len(STAGES)), np.float64)
+        self.data.fill(0.0)  # commit every page now, or RSS would creep up as the log first fills
         self.n = 0
         self.warmup = warmup
         self.seen = 0
