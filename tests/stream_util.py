@@ -51,6 +51,13 @@ class OrtEngine:
         pass
 
 
+def install_load_fallback() -> None:
+    """Where the runtime has not landed (no edgevision.load), make edgevision.load the ONNX Runtime
+    stand-in, so that code which loads models by name (the demo) can be tested in a subprocess."""
+    if not hasattr(edgevision, "load"):
+        edgevision.load = lambda model, **options: OrtEngine(model)
+
+
 def engine(model, backend: str = "onnxruntime"):
     """The SDK's engine for `model` when the runtime is there, else the ONNX Runtime stand-in."""
     if hasattr(edgevision, "load"):

@@ -12,7 +12,7 @@ from stream_util import FakeEngine, ScriptedSource, rss_bytes
 
 import edgevision
 from edgevision import ops
-from edgevision.stream import (ClassifyTask, ImageSequenceSink, JsonLinesSink, Pipeline, SourceError, VideoSink)
+from edgevision.stream import (BackgroundSink, ClassifyTask, ImageSequenceSink, JsonLinesSink, Pipeline, SourceError, VideoSink)
 
 
 def task(**kw):
@@ -158,7 +158,7 @@ def test_loop_restarts_a_file_source():
 
 
 def test_sinks_write_and_flush(tmp_path):
-    sinks = [JsonLinesSink(tmp_path / "r.jsonl", task="classify"), VideoSink(tmp_path / "out.avi"),
+    sinks = [JsonLinesSink(tmp_path / "r.jsonl"), BackgroundSink(VideoSink(tmp_path / "out.avi")),
              ImageSequenceSink(tmp_path / "frames")]
     p = Pipeline("test://moving?width=64&height=48&fps=0&frames=12", task(), sinks, policy="lossless")
     results = list(p)
@@ -170,6 +170,16 @@ def test_sinks_write_and_flush(tmp_path):
     cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     assert len(list((tmp_path / "frames").glob("*.jpg"))) == 12
+
+
+def test_background_sink_raises_the_inner_error(tmp_path):
+    class Broken(JsonLinesSink):
+        def write(self, result):
+            raise OSError("disk full")
+    sink = BackgroundSink(Broken(tmp_path / "x.jsonl"))
+    p = Pipeline("test://moving?width=16&height=16&fps=0&frames=50", task(), [sink], policy="lossless")
+    with pytest.raises(OSError, match="disk full"):
+        list(p)
 
 
 def test_summary_and_percentiles():

@@ -16,7 +16,7 @@ import sys
 import types
 
 from .pipeline import POLICIES, Pipeline, SourceCounters, StageTimes, StreamResult, StreamStats
-from .sinks import ImageSequenceSink, JsonLinesSink, Sink, VideoSink, WindowSink, display_available
+from .sinks import BackgroundSink, ImageSequenceSink, JsonLinesSink, Sink, VideoSink, WindowSink, display_available
 from .sources import (DecodeError, Disconnected, EndOfStream, Frame, Source, SourceError, csi_pipeline,
                       open_source)
 from .tasks import (TASKS, Classification, ClassifyTask, Enhancement, EnhanceTask, GenerateTask, Generation, Task,
@@ -75,5 +75,5 @@ sys.modules[__name__].__class__ = _CallableModule
 __all__ = ["stream", "Pipeline", "StreamResult", "StreamStats", "StageTimes", "SourceCounters", "POLICIES",
            "Source", "Frame", "open_source", "csi_pipeline", "SourceError", "EndOfStream", "DecodeError",
            "Disconnected", "Task", "ClassifyTask", "EnhanceTask", "GenerateTask", "make_task", "TASKS",
-           "Classification", "Enhancement", "Generation", "Sink", "WindowSink", "VideoSink", "ImageSequenceSink",
+           "Classification", "Enhancement", "Generation", "Sink", "BackgroundSink", "WindowSink", "VideoSink", "ImageSequenceSink",
            "JsonLinesSink", "display_available"]

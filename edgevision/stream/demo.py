@@ -65,9 +65,9 @@ def run(args) -> int:
     headless = args.headless or not S.display_available()
     outputs = []
     if args.output:
-        outputs.append(S.VideoSink(args.output))
+        outputs.append(S.BackgroundSink(S.VideoSink(args.output)))
     if args.images:
-        outputs.append(S.ImageSequenceSink(args.images))
+        outputs.append(S.BackgroundSink(S.ImageSequenceSink(args.images)))
     if args.json:
         outputs.append(S.JsonLinesSink(args.json))
     if not headless:

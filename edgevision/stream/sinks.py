@@ -1,6 +1,7 @@
 """Where results go: an OpenCV window, a video file, an image sequence, JSON lines. Each sink has
 write(result) (False from a window means the user closed it), flush() and close(); close() flushes, and
-the pipeline closes every sink when it stops, Ctrl-C included."""
+the pipeline closes every sink when it stops, Ctrl-C included. BackgroundSink(sink) moves a slow sink
+(video encoding) off the inference thread."""
 from __future__ import annotations
 
 import json
@@ -45,6 +46,50 @@ class Sink:
 
     def close(self) -> None:
         self.flush()
+
+
+class BackgroundSink(Sink):
+    """Runs another sink on its own thread, so that encoding (a video file, JPEGs) does not delay the next
+    inference. Nothing is dropped: when `depth` results wait, write() waits too. An error in the inner
+    sink is raised by the next write() or by close()."""
+
+    def __init__(self, sink: Sink, depth: int = 8):
+        import queue
+        import threading
+
+        self.sink, self.needs_image = sink, sink.needs_image
+        self.queue: "queue.Queue" = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"edgevision-sink-{type(sink).__name__}", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            result = self.queue.get()
+            if result is None:
+                return
+            if self.error is None:
+                try:
+                    self.sink.write(result)
+                except BaseException as e:  # noqa: BLE001 - handed to the pipeline's thread
+                    self.error = e
+
+    def _raise(self):
+        if self.error is not None:
+            e, self.error = self.error, None
+            raise e
+
+    def write(self, result):
+        self._raise()
+        self.queue.put(result)
+        return True
+
+    def close(self):
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self.sink.close()
+        self._raise()
 
 
 class WindowSink(Sink):
@@ -184,8 +229,8 @@ class ImageSequenceSink(Sink):
         return True
 
 
-def result_record(result, task: str = "") -> dict:
-    """A result as a JSON-ready dict: source, seq, times, the task's output (arrays left out)."""
+def result_record(result) -> dict:
+    """A result as a JSON-ready dict: source, seq, times, the output's type and fields (arrays left out)."""
     out = result.output
     fields = asdict(out) if is_dataclass(out) else {"value": out}
     fields = {k: v for k, v in fields.items() if not isinstance(v, np.ndarray)}
@@ -194,7 +239,7 @@ def result_record(result, task: str = "") -> dict:
     if "score" in fields:
         fields["score"] = round(fields["score"], 6)
     t = result.timings
-    return {"source": result.source_id, "seq": result.seq, "task": task, "wall_time": result.frame.wall_time,
+    return {"source": result.source_id, "seq": result.seq, "type": type(out).__name__, "wall_time": result.frame.wall_time,
             "pts": result.frame.pts, **fields,
             "ms": {k: round(v, 3) for k, v in (("wait", t.age_ms), ("preprocess", t.preprocess_ms),
                                                ("infer", t.infer_ms), ("postprocess", t.postprocess_ms),
@@ -205,8 +250,7 @@ class JsonLinesSink(Sink):
     """One JSON object per result (result_record) per line, to a file or "-" (stdout). Lines are buffered
     and flushed at least every `flush_every` seconds, and on close."""
 
-    def __init__(self, target, task: str = "", flush_every: float = 0.5):
-        self.task = task
+    def __init__(self, target, flush_every: float = 0.5):
         if target == "-":
             self.file, self.own = sys.stdout, False
         else:
@@ -217,7 +261,7 @@ class JsonLinesSink(Sink):
         self.count = 0
 
     def write(self, result):
-        self.file.write(json.dumps(result_record(result, self.task), separators=(",", ":")) + "\n")
+        self.file.write(json.dumps(result_record(result), separators=(",", ":")) + "\n")
         self.count += 1
         now = time.monotonic()
         if now - self._last >= self.flush_every:
