@@ -28,7 +28,7 @@ _SOURCE_OPTIONS = ("source_id", "width", "height", "fps", "fourcc", "loop", "rea
 def stream(source, model=None, *, task: str | None = None, sinks=(), policy: str = "latest",
            on_result=None, backend: str = "auto", device: str = "auto", precision: str = "fp32",
            render: bool = False, max_batch: int | None = None, queue_size: int = 4, max_reconnects=None,
-           task_options: dict | None = None, **source_options) -> Pipeline:
+           preprocess_threads: int | None = 1, task_options: dict | None = None, **source_options) -> Pipeline:
     """A Pipeline over `source` (one spec or a list: several streams are batched into one inference).
 
     model: a bundled model's name, an ONNX path or a loaded Engine; default: the bundled ImageNet
@@ -49,7 +49,7 @@ def stream(source, model=None, *, task: str | None = None, sinks=(), policy: str
         options.setdefault("max_batch", max_batch or len(opened))
     task_obj = make_task(name, model, backend=backend, device=device, precision=precision, **options)
     pipeline = Pipeline(opened, task_obj, sinks, policy=policy, queue_size=queue_size, max_batch=max_batch,
-                        render=render, max_reconnects=max_reconnects)
+                        render=render, max_reconnects=max_reconnects, preprocess_threads=preprocess_threads)
     if on_result is not None:
         pipeline.start(on_result)
     return pipeline

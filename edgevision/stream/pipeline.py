@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import ops
 from .sources import DecodeError, Disconnected, EndOfStream, Frame, Source, SourceError, open_source, wait_until
 
 log = logging.getLogger("edgevision")
@@ -348,12 +349,16 @@ class Pipeline:
     counted, so a slow model never sees a stale frame), "queue" (a bounded queue of `queue_size` frames,
     the oldest dropped when full) or "lossless" (every frame; capture waits for the model; for offline
     video). max_batch: frames of different sources run in one inference (default: the number of sources).
-    render: draw the overlay into result.image even without an image sink.
+    render: draw the overlay into result.image even without an image sink. preprocess_threads: OpenMP
+    threads of the preprocess kernels (set for the inference thread only, restored after each call;
+    None: OpenMP's default). One by default: a frame takes about a millisecond on one core, and a team of
+    threads waits for its slowest member, which on a loaded edge CPU (decoder threads, the model's own
+    threads, other processes) costs far more than it saves.
     """
 
     def __init__(self, sources, task, sinks=(), *, policy: str = "latest", queue_size: int = 4,
                  max_batch: int | None = None, render: bool = False, max_reconnects: int | None = None,
-                 backoff: tuple[float, float] = (0.1, 5.0), **source_options):
+                 backoff: tuple[float, float] = (0.1, 5.0), preprocess_threads: int | None = 1, **source_options):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
@@ -374,6 +379,10 @@ class Pipeline:
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
         self.render = render
+        if preprocess_threads is not None and (isinstance(preprocess_threads, bool) or
+                                               not isinstance(preprocess_threads, int) or preprocess_threads < 1):
+            raise ValueError(f"preprocess_threads must be a positive int or None, got {preprocess_threads!r}")
+        self.preprocess_threads = preprocess_threads
         self.max_reconnects, self.backoff = max_reconnects, backoff
         self.stats = StreamStats(sources={s.id: SourceCounters() for s in self.sources})
         self._stop = threading.Event()
@@ -506,7 +515,15 @@ class Pipeline:
     # -- one batch ------------------------------------------------------------------------------------
     def _process(self, frames: list[Frame]):
         t0 = time.perf_counter()
-        prepared = self.task.preprocess(frames)
+        if self.preprocess_threads is None:
+            prepared = self.task.preprocess(frames)
+        else:
+            saved = ops.get_num_threads()
+            ops.set_num_threads(self.preprocess_threads)
+            try:
+                prepared = self.task.preprocess(frames)
+            finally:
+                ops.set_num_threads(saved)
         t1 = time.perf_counter()
         raw = self.task.infer(prepared)
         t2 = time.perf_counter()

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""The stream pipeline's own cost: end-to-end latency minus model time at 1280x720 with the bundled
+classifier, and whether throughput is bounded by the model rather than by the pipeline.
+
+    python benchmarks/bench_stream.py [--backend native] [--threads 2] [--size 1280x720] [--fps 10]
+
+1. model alone: engine.run on one preprocessed frame, after a warm-up (median, p95).
+2. camera run: a synthetic WxH source paced at --fps (below the model's rate, as a camera would deliver
+   frames), latest frame wins; per result e2e (capture -> result delivered), infer, and overhead =
+   e2e - infer, split into wait (capture -> inference start), preprocess and postprocess.
+3. throughput run: the source at --fast-fps (faster than the model); processed frames/s against the
+   model-alone rate.
+Writes JSON to benchmarks/results/ and prints a table. Never part of the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import edgevision  # noqa: E402
+from edgevision import ops  # noqa: E402
+from edgevision.stream import ClassifyTask, Pipeline  # noqa: E402
+
+
+def pct(values, qs=(50, 95, 99)) -> dict:
+    v = np.asarray(values, np.float64)
+    return {f"p{q}": float(np.percentile(v, q)) for q in qs} | {"mean": float(v.mean()), "n": int(len(v))}
+
+
+def run_pipeline(task, spec: str, frames: int, warmup: int = 5) -> tuple[list, dict]:
+    p = Pipeline(spec, task)
+    rows = []
+    t0 = time.perf_counter()
+    for i, r in enumerate(p):
+        if i >= warmup:
+            t = r.timings
+            rows.append((t.e2e_ms, t.infer_ms, t.overhead_ms, t.age_ms, t.preprocess_ms, t.postprocess_ms))
+        if i + 1 >= frames + warmup:
+            break
+    wall = time.perf_counter() - t0
+    stats = p.stats.as_dict()
+    stats["wall_s"] = wall
+    return rows, stats
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="imagenet-efficientnet-lite0")
+    ap.add_argument("--backend", default="native")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2, help="model threads")
+    ap.add_argument("--ops-threads", type=int, default=None,
+                    help="OpenMP threads of the preprocess kernel in the inference thread (default: OpenMP's)")
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--fps", type=float, default=10.0, help="camera run: source rate")
+    ap.add_argument("--fast-fps", type=float, default=60.0, help="throughput run: source rate")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args(argv)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    if args.ops_threads:
+        ops.set_num_threads(args.ops_threads)
+
+    opts = {"threads": args.threads} if args.threads else {}
+    engine = edgevision.load(args.model, backend=args.backend, device=args.device, **opts)
+    task = ClassifyTask(engine)
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x = np.array(task.batch.fill([frame]))
+    for _ in range(5):
+        engine.run(x)
+    model_ms = []
+    for _ in range(max(30, args.frames // 4)):
+        t = time.perf_counter()
+        engine.run(x)
+        model_ms.append((time.perf_counter() - t) * 1e3)
+    pre_ms = []
+    for _ in range(100):
+        t = time.perf_counter()
+        task.batch.fill([frame])
+        pre_ms.append((time.perf_counter() - t) * 1e3)
+
+    cam_rows, cam_stats = run_pipeline(task, f"test://moving?width={w}&height={h}&fps={args.fps:g}", args.frames)
+    fast_rows, fast_stats = run_pipeline(task, f"test://moving?width={w}&height={h}&fps={args.fast_fps:g}", args.frames)
+    cam = np.array(cam_rows)
+    names = ["e2e", "infer", "overhead", "wait", "preprocess", "postprocess"]
+    report = {
+        "benchmark": "stream", "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
+        "machine": {"host": socket.gethostname(), "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "load_avg": os.getloadavg()},
+        "engine": {"backend": getattr(engine, "backend", type(engine).__name__), "device": str(engine.device),
+                   "threads": args.threads, "ops_threads": ops.get_num_threads()},
+        "frame": [h, w], "model_alone_ms": pct(model_ms), "preprocess_alone_ms": pct(pre_ms),
+        "camera_run": {"fps": args.fps, "ms": {n: pct(cam[:, i]) for i, n in enumerate(names)},
+                       "counters": {k: cam_stats[k] for k in ("captured", "processed", "dropped", "failed")}},
+        "throughput_run": {"source_fps": args.fast_fps, "processed_fps": fast_stats["fps"],
+                           "model_alone_fps": 1e3 / float(np.median(model_ms)),
+                           "ms": {n: pct(np.array(fast_rows)[:, i]) for i, n in enumerate(names)}},
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"stream-{socket.gethostname()}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=2))
+
+    print(f"{report['engine']['backend']} on {report['engine']['device']}, model threads {args.threads}, "
+          f"preprocess threads {report['engine']['ops_threads']}, frames {w}x{h}, load average "
+          f"{report['machine']['load_avg'][0]:.1f} on {os.cpu_count()} cores")
+    m = report["model_alone_ms"]
+    print(f"model alone:      p50 {m['p50']:7.2f}  p95 {m['p95']:7.2f} ms")
+    m = report["preprocess_alone_ms"]
+    print(f"preprocess alone: p50 {m['p50']:7.2f}  p95 {m['p95']:7.2f} ms")
+    print(f"camera run at {args.fps:g} fps ({len(cam)} results):")
+    print(f"  {'ms':<12}{'p50':>8}{'p95':>8}{'p99':>8}{'mean':>8}")
+    for n in names:
+        v = report["camera_run"]["ms"][n]
+        print(f"  {n:<12}{v['p50']:8.2f}{v['p95']:8.2f}{v['p99']:8.2f}{v['mean']:8.2f}")
+    t = report["throughput_run"]
+    print(f"throughput run, source at {args.fast_fps:g} fps: {t['processed_fps']:.1f} frames/s processed vs "
+          f"{t['model_alone_fps']:.1f} model-alone (ratio {t['processed_fps'] / t['model_alone_fps']:.2f}); "
+          f"overhead p95 {t['ms']['overhead']['p95']:.2f} ms")
+    print(f"written {path}")
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
