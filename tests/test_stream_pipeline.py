@@ -172,6 +172,22 @@ def test_sinks_write_and_flush(tmp_path):
     assert len(list((tmp_path / "frames").glob("*.jpg"))) == 12
 
 
+def test_window_needs_a_display(monkeypatch):
+    from edgevision.stream import WindowSink
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(RuntimeError, match="headless"):
+        WindowSink()
+
+
+def test_more_sources_than_the_task_was_sized_for():
+    t = ClassifyTask(FakeEngine(), max_batch=1)
+    p = Pipeline(["test://bars?width=8&height=8&fps=0&frames=5", "test://checker?width=8&height=8&fps=0&frames=5"],
+                 t, policy="lossless")
+    assert len(list(p)) == 10
+
+
 def test_background_sink_raises_the_inner_error(tmp_path):
     class Broken(JsonLinesSink):
         def write(self, result):

@@ -51,6 +51,7 @@ def _interrupt(signum, frame):
 
 def run(args) -> int:
     import edgevision
+    from . import _task_of
     from . import sinks as S
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -73,12 +74,13 @@ def run(args) -> int:
     if not headless:
         outputs.append(S.WindowSink("edgevision demo"))
     task_options = {}
-    if (task or "") == "classify" or (task is None and args.model is None):
-        task_options = {"top_k": args.top_k, "smoothing": args.smoothing}
-    elif task == "generate":
-        task_options = {"classifier": args.classifier, "smoothing": max(args.smoothing, 0.0)}
     try:
-        pipeline = edgevision.stream(source, model, task=task, sinks=outputs, policy=args.policy,
+        name = task or _task_of(model)
+        if name == "classify":
+            task_options = {"top_k": args.top_k, "smoothing": args.smoothing}
+        elif name == "generate":
+            task_options = {"classifier": args.classifier, "smoothing": args.smoothing}
+        pipeline = edgevision.stream(source, model, task=name, sinks=outputs, policy=args.policy,
                                      backend=args.backend, device=args.device, precision=args.precision,
                                      task_options=task_options, loop=args.loop, width=args.width, height=args.height,
                                      fps=args.fps, fourcc=args.fourcc, timeout=args.timeout)

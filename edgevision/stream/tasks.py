@@ -111,6 +111,9 @@ class ImageBatch:
     def fill(self, images: list[np.ndarray]):
         """The first len(images) rows, preprocessed; returns that view (numpy or torch)."""
         n = len(images)
+        if n > len(self.buf):  # more streams than the buffer was made for: grow once
+            self.buf = (self.torch.empty((n,) + tuple(self.buf.shape[1:]), dtype=self.buf.dtype, device=self.device)
+                        if self.cuda else np.empty((n,) + self.buf.shape[1:], np.float32))
         for i, image in enumerate(images):
             src = image
             if self.cuda:
