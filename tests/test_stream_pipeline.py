@@ -188,6 +188,18 @@ def test_more_sources_than_the_task_was_sized_for():
     assert len(list(p)) == 10
 
 
+def test_batches_smaller_than_the_sources_starve_none():
+    # three sources that always have a frame ready, one frame per inference: each gets its turn
+    specs = [f"test://bars?width=8&height=8&fps=500&seed={i}" for i in range(3)]
+    p = Pipeline(specs, task(delay=0.002), max_batch=1)
+    counts = {}
+    for i, r in enumerate(p):
+        counts[r.source_id] = counts.get(r.source_id, 0) + 1
+        if i == 59:
+            break
+    assert len(counts) == 3 and min(counts.values()) >= 15, counts
+
+
 def test_background_sink_raises_the_inner_error(tmp_path):
     class Broken(JsonLinesSink):
         def write(self, result):

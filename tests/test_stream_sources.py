@@ -14,6 +14,7 @@ from edgevision.stream.sources import EndOfStream
 def test_spec_kinds(tmp_path):
     (tmp_path / "a.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
     (tmp_path / "v.mp4").write_bytes(b"")
+    (tmp_path / "s.sdp").write_text("v=0")
     cases = {
         0: ("camera", True), "1": ("camera", True), "/dev/video0": ("camera", True),
         "rtsp://user:secret@10.0.0.2/stream": ("network", True), "http://cam/mjpg": ("network", True),
@@ -21,7 +22,7 @@ def test_spec_kinds(tmp_path):
         "videotestsrc ! videoconvert ! appsink": ("gstreamer", True), "csi://1": ("csi", True),
         "test://bars?width=32&height=16": ("test", False), str(tmp_path): ("images", False),
         str(tmp_path / "*.png"): ("images", False), str(tmp_path / "a.png"): ("images", False),
-        str(tmp_path / "v.mp4"): ("video", False),
+        str(tmp_path / "v.mp4"): ("video", False), str(tmp_path / "s.sdp"): ("network", True),
     }
     for spec, (kind, live) in cases.items():
         s = open_source(spec)

@@ -156,6 +156,7 @@ class _Hub:
         self.slots = {i: deque() for i in ids}
         self.ended = {i: False for i in ids}
         self.policy, self.size, self.stats = policy, (1 if policy == "latest" else size), stats
+        self.turn = 0  # where the next batch starts, so that max_batch < sources starves none
 
     def put(self, sid: str, frame: Frame, stop: threading.Event) -> None:
         with self.cond:
@@ -183,8 +184,10 @@ class _Hub:
             while True:
                 if stop.is_set():
                     return None
-                ready = [s for s in self.slots.values() if s]
+                slots = list(self.slots.values())
+                ready = [s for s in slots[self.turn:] + slots[:self.turn] if s]
                 if ready:
+                    self.turn = (self.turn + 1) % len(slots)
                     frames = [s.popleft() for s in ready[:max_batch]]
                     self.cond.notify_all()  # lossless producers wait for room
                     return frames
@@ -421,8 +424,10 @@ class Pipeline:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
+        # A capture thread blocked in a driver call is a daemon and is left behind: the stop must stay quick.
+        deadline = time.perf_counter() + 0.5
         for cap in self._captures:
-            cap.thread.join(timeout=0.5)
+            cap.thread.join(timeout=max(0.0, deadline - time.perf_counter()))
         if self._closed:
             return
         self._closed = True

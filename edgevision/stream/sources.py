@@ -5,6 +5,8 @@
     open_source("clip.mp4")                 video file (ends at EOF, or loops with loop=True)
     open_source("photos/"), ("img/*.jpg"), ("cat.png")   image folder, glob or single image
     open_source("rtsp://host/path")         RTSP / RTP / HTTP(S) / UDP / RTMP URLs through FFmpeg
+    open_source("session.sdp")              RTP described by an SDP file (FFmpeg needs
+                                            OPENCV_FFMPEG_CAPTURE_OPTIONS="protocol_whitelist;file,rtp,udp")
     open_source("videotestsrc ! videoconvert ! appsink")   a raw GStreamer pipeline
     open_source("csi://0?width=1280&height=720&fps=30")    Jetson MIPI camera (nvarguscamerasrc)
     open_source("test://moving?width=640&height=480&fps=30&frames=300")   synthetic patterns
@@ -163,6 +165,8 @@ def open_source(spec, *, source_id: str | None = None, width: int | None = None,
                           f"a URL, a GStreamer pipeline, csi://N or test://PATTERN)")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return make("images", s, False, {"paths": [s]})
+    if path.suffix.lower() == ".sdp":  # an RTP session description: a live network stream
+        return make("network", s, True, dict(cam, device=s, api="ffmpeg"))
     return make("video", s, False, dict(cam, device=s, api="ffmpeg"), default_realtime=True)
 
 
