@@ -148,3 +148,12 @@ def test_truncated_and_garbage_files_fail_clearly(tmp_path):
     for name in ("trunc.mp4", "junk.mp4"):
         with pytest.raises(SourceError, match="cannot open"):
             run(str(tmp_path / name), realtime=False)
+
+
+@pytest.mark.parametrize("spec", ["videotestsrc ! videoconvert", "csi://0", "/dev/video97", 97,
+                                  "rtsp://127.0.0.1:1/none", "http://127.0.0.1:1/x.mjpg"])
+def test_unopenable_live_sources_raise_source_error(spec):
+    # nothing listens on port 1, no /dev/video97, and pip's OpenCV has no GStreamer: a clear error at
+    # start, not a hang or a crash
+    with pytest.raises(SourceError, match="cannot open|no GStreamer support"):
+        list(Pipeline(spec, ClassifyTask(FakeEngine()), timeout=1.0))
