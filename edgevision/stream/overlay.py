@@ -47,10 +47,11 @@ def draw_status(image: np.ndarray, result, stats) -> None:
     """FPS and the stage times of this result along the bottom edge."""
     t = result.timings
     fps = stats.fps if stats is not None else 0.0
+    name = result.source_id.rstrip("/").rsplit("/", 1)[-1] if "://" not in result.source_id else result.source_id
     line = (f"{fps:4.1f} fps | wait {t.age_ms:.1f}  pre {t.preprocess_ms:.1f}  infer {t.infer_ms:.1f}  "
-            f"post {t.postprocess_ms:.1f} ms | {result.source_id} #{result.seq}")
+            f"post {t.postprocess_ms:.1f} ms | {name} #{result.seq}")
     s = _scale(image)
-    _text(image, line, (8, image.shape[0] - int(10 * s)), 0.45 * s, (255, 255, 255))
+    _text(image, line, (8, image.shape[0] - int(10 * s)), max(0.4, 0.5 * s), (255, 255, 255))
 
 
 def beside(left: np.ndarray, right: np.ndarray) -> np.ndarray:
