@@ -53,7 +53,7 @@ def test_lossless_keeps_every_frame_in_order():
 
 
 def test_queue_policy_drops_oldest():
-    p = Pipeline("test://moving?width=32&height=24&fps=0&frames=100", task(delay=0.01), policy="queue", queue_size=3)
+    p = Pipeline("test://moving?width=32&height=24&fps=400&frames=100", task(delay=0.01), policy="queue", queue_size=3)
     seqs = [r.seq for r in p]
     assert seqs == sorted(seqs) and seqs[-1] == 99
     assert p.stats.total("dropped") > 0 and len(seqs) + p.stats.total("dropped") == 100
@@ -149,6 +149,12 @@ def test_first_open_failure_raises():
     src.open = lambda: (_ for _ in ()).throw(SourceError("camera unplugged"))
     with pytest.raises(SourceError, match="unplugged"):
         list(Pipeline(src, task()))
+
+
+def test_unpaced_files_are_never_dropped_from():
+    # read faster than the model, but on no clock: latest-wins would only throw frames away
+    p = Pipeline("test://moving?width=32&height=24&frames=60", task(delay=0.003), realtime=False)
+    assert [r.seq for r in p] == list(range(60)) and p.stats.total("dropped") == 0
 
 
 def test_loop_restarts_a_file_source():

@@ -158,10 +158,11 @@ class _Hub:
         self.policy, self.size, self.stats = policy, (1 if policy == "latest" else size), stats
         self.turn = 0  # where the next batch starts, so that max_batch < sources starves none
 
-    def put(self, sid: str, frame: Frame, stop: threading.Event) -> None:
+    def put(self, sid: str, frame: Frame, stop: threading.Event, wait: bool = False) -> None:
+        """wait: block while the slot is full instead of dropping (lossless, or a source on no clock)."""
         with self.cond:
             slot = self.slots[sid]
-            if self.policy == "lossless":
+            if self.policy == "lossless" or wait:
                 while len(slot) >= self.size and not stop.is_set():
                     self.cond.wait(0.1)
             elif len(slot) >= self.size:
@@ -297,6 +298,9 @@ class _Connection:
                 return
             cap.first_open.set()
             pace = src.realtime and not src.live and reader.fps > 0
+            # A file or image list read as fast as it decodes has no clock to keep up with: dropping its
+            # frames would lose them for nothing, so it waits for the model instead, whatever the policy.
+            wait = not src.live and not pace
             t0, n = time.perf_counter(), 0
             failed_seen = 0
             while not cap.stop.is_set() and not self.abandoned:
@@ -322,7 +326,7 @@ class _Connection:
                 cap.seq += 1
                 n += 1
                 self.got_frames = True
-                cap.hub.put(src.id, frame, cap.stop)
+                cap.hub.put(src.id, frame, cap.stop, wait)
             self.outcome = "stopped"
         except EndOfStream:
             self.outcome = "loop" if src.loop and self.got_frames else "end"
@@ -351,7 +355,10 @@ class Pipeline:
     policy: "latest" (default: each source keeps only its newest frame, older ones are dropped and
     counted, so a slow model never sees a stale frame), "queue" (a bounded queue of `queue_size` frames,
     the oldest dropped when full) or "lossless" (every frame; capture waits for the model; for offline
-    video). max_batch: frames of different sources run in one inference (default: the number of sources).
+    video). The policy matters for frames that arrive on a clock (cameras, network streams, files paced at
+    their frame rate, the default for video files); a file or image folder read as fast as it decodes
+    (realtime=False, or images) is never dropped from. max_batch: frames of different sources run in one
+    inference (default: the number of sources).
     render: draw the overlay into result.image even without an image sink. preprocess_threads: OpenMP
     threads of the preprocess kernels (set for the inference thread only, restored after each call;
     None: OpenMP's default). One by default: a frame takes about a millisecond on one core, and a team of
