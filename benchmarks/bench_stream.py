@@ -9,7 +9,9 @@ classifier, and whether throughput is bounded by the model rather than by the pi
    frames), latest frame wins; per result e2e (capture -> result delivered), infer, and overhead =
    e2e - infer, split into wait (capture -> inference start), preprocess and postprocess.
 3. throughput run: the source at --fast-fps (faster than the model); processed frames/s against the
-   model-alone rate.
+   model-alone rate, and the share of time the inference thread spends inside engine.run.
+4. null-model run: the camera run with an engine that returns at once (same metadata, same input
+   size), which leaves the pipeline's own cost without the model competing for the CPU.
 Writes JSON to benchmarks/results/ and prints a table. Never part of the test suite.
 """
 from __future__ import annotations
@@ -54,6 +56,17 @@ def run_pipeline(task, spec: str, frames: int, threads, warmup: int = 5) -> tupl
     return rows, p.stats.as_dict(), (busy, wall)
 
 
+class NullEngine:
+    """The real engine's interface and metadata, answering at once: the pipeline's cost alone."""
+
+    def __init__(self, engine):
+        self.metadata, self.input_spec, self.device = engine.metadata, engine.input_spec, engine.device
+        self.classes = len(engine.metadata.get("labels", [])) or 1000
+
+    def run(self, x):
+        return [np.zeros((len(x), self.classes), np.float32)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="imagenet-efficientnet-lite0")
@@ -93,6 +106,8 @@ def main(argv=None) -> int:
 
     cam_rows, cam_stats, _ = run_pipeline(task, f"test://moving?width={w}&height={h}&fps={args.fps:g}", args.frames, pre_threads)
     fast_rows, fast_stats, fast_busy = run_pipeline(task, f"test://moving?width={w}&height={h}&fps={args.fast_fps:g}", args.frames, pre_threads)
+    null_rows, _, _ = run_pipeline(ClassifyTask(NullEngine(engine)), f"test://moving?width={w}&height={h}&fps={args.fps:g}",
+                                   args.frames, pre_threads)
     cam = np.array(cam_rows)
     names = ["e2e", "infer", "overhead", "wait", "preprocess", "postprocess"]
     report = {
@@ -104,6 +119,7 @@ def main(argv=None) -> int:
         "frame": [h, w], "model_alone_ms": pct(model_ms), "preprocess_alone_ms": pct(pre_ms),
         "camera_run": {"fps": args.fps, "ms": {n: pct(cam[:, i]) for i, n in enumerate(names)},
                        "counters": {k: cam_stats[k] for k in ("captured", "processed", "dropped", "failed")}},
+        "null_model_run": {"fps": args.fps, "ms": {n: pct(np.array(null_rows)[:, i]) for i, n in enumerate(names)}},
         "throughput_run": {"source_fps": args.fast_fps, "processed_fps": len(fast_rows) / fast_busy[1],
                            # share of the inference thread's time spent inside engine.run: near 1 means
                            # the model bounds throughput, not the pipeline
@@ -128,6 +144,9 @@ def main(argv=None) -> int:
     for n in names:
         v = report["camera_run"]["ms"][n]
         print(f"  {n:<12}{v['p50']:8.2f}{v['p95']:8.2f}{v['p99']:8.2f}{v['mean']:8.2f}")
+    v = report["null_model_run"]["ms"]["e2e"]
+    print(f"null model at {args.fps:g} fps: pipeline alone (e2e) p50 {v['p50']:.2f}  p95 {v['p95']:.2f}  "
+          f"p99 {v['p99']:.2f} ms")
     t = report["throughput_run"]
     print(f"throughput run, source at {args.fast_fps:g} fps: {t['processed_fps']:.1f} frames/s processed vs "
           f"{t['model_alone_fps']:.1f} model-alone (ratio {t['processed_fps'] / t['model_alone_fps']:.2f}); "

@@ -32,6 +32,7 @@ class OrtEngine:
         path = str(resolve_model(model))
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep, not spin
         self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.metadata = read_metadata(path)
         self.input_spec = [Spec(i.name, tuple(d if isinstance(d, int) else 1 for d in i.shape), "float32")
