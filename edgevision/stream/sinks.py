@@ -5,7 +5,6 @@ the pipeline closes every sink when it stops, Ctrl-C included. BackgroundSink(si
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("edgevision")
 
 
 def _cv2():
