@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def _cv2():
     import cv2
 
