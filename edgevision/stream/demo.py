@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the model's task (classify for the default model)")
     p.add_argument("--model", default=None, help="bundled model name or ONNX file (default per task: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_MODELS.items()) + ")")
-    p.add_argument("--classifier", default="cifar10-fastnet", help="generate task: the classifier that picks the class")
+    p.add_argument("--classifier", default=None, help="generate task: the classifier that picks the class "
+                   "(default: the bundled cifar10-fastnet, else cifar10-seed)")
     p.add_argument("--backend", default="auto", help="auto, native, onnxruntime, torch, tensorrt")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))

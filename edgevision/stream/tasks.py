@@ -351,12 +351,12 @@ def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
 
 class GenerateTask(Task):
     """The conditional generator draws `samples` images of the class that the classifier currently sees in
-    the frame. Latents walk smoothly (spherical interpolation between random points, `motion` per frame)
-    so the samples morph instead of flickering. The classifier's labels must name the generator's classes
-    (both trained on CIFAR-10 by default)."""
+    the frame (default classifier: the bundled cifar10-fastnet, else cifar10-seed). Latents walk smoothly
+    (spherical interpolation between random points, `motion` per frame) so the samples morph instead of
+    flickering. The classifier's labels must name the generator's classes (both CIFAR-10 by default)."""
     name = "generate"
 
-    def __init__(self, model="cifar10-dcgan", *, classifier="cifar10-fastnet", samples: int = 4, motion: float = 0.05,
+    def __init__(self, model="cifar10-dcgan", *, classifier=None, samples: int = 4, motion: float = 0.05,
                  smoothing: float = 0.6, seed: int = 0, backend="auto", device="auto", precision="fp32",
                  max_batch: int = 1, **load_options):
         super().__init__()
@@ -372,7 +372,7 @@ class GenerateTask(Task):
             raise ValueError(f"the generator's inputs must be ['z', 'class_onehot'] (edgevision.export), got {names}")
         self.latent = int(meta.get("latent_size", self.generator.input_spec[0].shape[1]))
         self.num_classes = int(meta.get("num_classes", self.generator.input_spec[1].shape[1]))
-        self.classifier = ClassifyTask(classifier, top_k=1, smoothing=smoothing, max_batch=max_batch, **opts)
+        self.classifier = ClassifyTask(classifier or _default_cifar10_classifier(), top_k=1, smoothing=smoothing, max_batch=max_batch, **opts)
         gen_labels = [str(v) for v in meta.get("labels", [])]
         self.class_map = _class_map(self.classifier.labels, gen_labels, self.num_classes)
         self.labels = gen_labels or [str(i) for i in range(self.num_classes)]
@@ -435,6 +435,14 @@ class GenerateTask(Task):
     def close(self) -> None:
         self.classifier.close()
         super().close()
+
+
+def _default_cifar10_classifier() -> str:
+    """The most accurate bundled CIFAR-10 classifier (fastnet, else the seed CNN)."""
+    from ..model_files import bundled_models
+
+    bundled = bundled_models()
+    return next((n for n in ("cifar10-fastnet", "cifar10-seed") if n in bundled), "cifar10-fastnet")
 
 
 def _class_map(classifier_labels: list[str], generator_labels: list[str], num_classes: int) -> list[int]:
