@@ -18,6 +18,7 @@
 
 #include "check.h"
 #include "ops.h"
+#include "runtime/plan_bindings.h"
 #include "tensor.h"
 
 namespace py = pybind11;
@@ -838,6 +839,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("concat", &concat);
   m.def("preprocess", &preprocess);
   m.def("postprocess_image", &postprocess_image);
+
+  bind_plan(m);
 
   m.def("build_info", &build_info, "How this extension was built and what it sees (see edgevision.info)");
   m.def("set_num_threads", [](int n) {
