@@ -475,15 +475,16 @@ class StepBuilder {
     }
     fail("attribute '", key, "' must be one of ", names, "; got ", describe(*a));
   }
-  Epilogue get_epilogue() {
+  // gemm names them act_alpha / act_beta (as edgevision.ops.gemm does): its "alpha" is the scale.
+  Epilogue get_epilogue(const char* alpha_key = "alpha", const char* beta_key = "beta") {
     Epilogue e;
     // Same order as enum Act.
     e.act = static_cast<Act>(get_choice("act", {"none", "relu", "leaky_relu", "clip", "sigmoid", "tanh",
                                                 "silu", "hardswish", "gelu", "hardsigmoid"}, 0));
     const bool uses_alpha = e.act == Act::LeakyReLU || e.act == Act::Clip || e.act == Act::HardSigmoid;
     const bool uses_beta = e.act == Act::Clip || e.act == Act::HardSigmoid;
-    e.alpha = static_cast<float>(get_float("alpha", uses_alpha ? std::optional<double>() : 0.0));
-    e.beta = static_cast<float>(get_float("beta", uses_beta ? std::optional<double>() : 0.0));
+    e.alpha = static_cast<float>(get_float(alpha_key, uses_alpha ? std::optional<double>() : 0.0));
+    e.beta = static_cast<float>(get_float(beta_key, uses_beta ? std::optional<double>() : 0.0));
     e.residual_after_act = get_bool("residual_after_act", false);
     return e;
   }
@@ -621,7 +622,7 @@ class StepBuilder {
     expect_out({s.m, s.n});
     if (present(2)) expect(2, "bias", {s.n});
     if (present(3)) expect(3, "residual", {s.m, s.n});
-    step_.epi = get_epilogue();
+    step_.epi = get_epilogue("act_alpha", "act_beta");
     step_.shape = s;
   }
 

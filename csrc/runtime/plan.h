@@ -22,7 +22,8 @@
 //   inputs, outputs  value ids of kind "input" / "output", in run() order.
 // Every key listed is required except num_threads (default 0), an optional step input at the end
 // of the list, and the epilogue attrs act ("none"), alpha/beta (required by leaky_relu, clip and
-// hardsigmoid) and residual_after_act (false). Unknown keys and attrs are errors, so a misspelt
+// hardsigmoid) and residual_after_act (false). gemm's own "alpha" is its scale, so its activation
+// takes act_alpha / act_beta instead (the names of edgevision.ops.gemm). Unknown keys and attrs are errors, so a misspelt
 // attribute cannot be silently ignored.
 //
 // Validation: the constructor checks everything the run loop relies on and throws
