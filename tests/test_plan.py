@@ -477,3 +477,451 @@ def test_num_threads(rng):
     assert ops.get_num_threads() == before  # the plan restores the caller's thread count
     spec["num_threads"] = 0
     assert _C.Plan(spec).num_threads == before
+
+
+# ----------------------------------------------------------------------------------------------
+# Malformed specs: a ValueError naming the value or step, never a crash
+# ----------------------------------------------------------------------------------------------
+
+def flow_spec():
+    """x -> tanh -> t0 -> relu -> t1; t0 * t1 -> y: the base of the data-flow cases."""
+    b = SpecBuilder()
+    x = b.input([4, 16], "x")
+    t0 = b.arena([4, 16], 0, "t0")
+    t1 = b.arena([4, 16], 256, "t1")
+    b.step("activation", [x], t0, "tanh", act="tanh")
+    b.step("activation", [t0], t1, "relu", act="relu")
+    b.step("binary", [t0, t1], b.output([4, 16], "y"), "mul", op="mul")
+    b.const(np.zeros((4, 16), np.float32), "zeros")        # value 4
+    b.alias(t0, [64], 0, "t0_flat")                          # value 5
+    return b.spec()
+
+
+def _set(path, value):
+    def mutate(spec):
+        node = spec
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return mutate
+
+
+def _delete(path):
+    def mutate(spec):
+        node = spec
+        for k in path[:-1]:
+            node = node[k]
+        del node[path[-1]]
+    return mutate
+
+
+def _const(index, array):
+    def mutate(spec):
+        spec["constants"][index] = array
+        spec["values"][[v.get("kind") == "constant" and v.get("index") == index
+                        for v in spec["values"]].index(True)]["shape"] = list(array.shape)
+    return mutate
+
+
+def _swap_steps(i, j):
+    def mutate(spec):
+        spec["steps"][i], spec["steps"][j] = spec["steps"][j], spec["steps"][i]
+    return mutate
+
+
+# (id, base, mutation, regex the ValueError must match). small_net value ids: 0 image, 1-6
+# constants (w1 b1 w2 b2 wf bf), 7 conv1, 8 pool, 9 conv2, 10 relu2, 11 gap, 12 flatten (alias of
+# gap), 13 fc, 14 probs; steps 0 conv1, 1 pool, 2 conv2, 3 relu2, 4 gap, 5 fc, 6 softmax.
+# flow_spec value ids: 0 x, 1 t0, 2 t1, 3 y, 4 zeros (constant), 5 t0_flat (alias); steps 0 tanh,
+# 1 relu, 2 mul.
+MALFORMED = [
+    # structure of the dict
+    ("missing_key", "net", _delete(["steps"]), r"spec misses the key 'steps'"),
+    ("unknown_key", "net", _set(["extra"], 1), r"unknown key 'extra'"),
+    ("value_not_dict", "net", _set(["values", 3], [1, 2]), r"spec\['values'\]\[3\] must be a dict"),
+    ("shape_not_list", "net", _set(["values", 7, "shape"], 5), r"\['shape'\] must be a list of ints"),
+    ("shape_float", "net", _set(["values", 7, "shape"], [2, 8.0, 12, 12]), r"must be an int, got float"),
+    ("kind_unknown", "net", _set(["values", 7, "kind"], "heap"), r"is 'heap'; expected 'arena'"),
+    ("name_not_str", "net", _set(["values", 7, "name"], 7), r"\['name'\] must be a str"),
+    ("offset_bool", "net", _set(["values", 7, "offset"], True), r"must be an int, got bool"),
+    ("int_overflow", "net", _set(["values", 7, "offset"], 2 ** 70), r"out of the int64 range"),
+    ("value_unknown_key", "net", _set(["values", 7, "dtype"], "float32"), r"unknown key 'dtype'"),
+    ("step_unknown_key", "net", _set(["steps", 0, "kind"], "x"), r"unknown key 'kind'"),
+    ("attrs_not_dict", "net", _set(["steps", 0, "attrs"], []), r"step 0 \(conv2d 'conv1'\) 'attrs' must be a dict"),
+    ("attr_bad_type", "net", _set(["steps", 0, "attrs", "groups"], {"a": 1}),
+     r"step 0 \(conv2d 'conv1'\) attribute 'groups' must be an int, float, bool, str or list of ints"),
+    ("constant_float64", "net", _set(["constants", 0], np.zeros((8, 3, 3, 3))), r"must be float32"),
+    ("constant_not_array", "net", _set(["constants", 0], [1.0]), r"must be a numpy array"),
+    ("inputs_not_list", "net", _set(["inputs"], 0), r"spec\['inputs'\] must be a list of ints"),
+    # device, dtype, sizes
+    ("dtype_float64", "net", _set(["dtype"], "float64"), r"dtype 'float64'"),
+    ("dtype_fp16_cpu", "net", _set(["dtype"], "float16"), r"float16 runs on CUDA only"),
+    ("device_unknown", "net", _set(["device"], "tpu"), r"device 'tpu' is not 'cpu' or 'cuda:N'"),
+    ("device_bad_index", "net", _set(["device"], "cuda:x"), r"is not 'cpu' or 'cuda:N'"),
+    ("num_threads_negative", "net", _set(["num_threads"], -1), r"num_threads must be in"),
+    ("arena_negative", "net", _set(["arena_bytes"], -64), r"arena_bytes must be in"),
+    # values
+    ("offset_unaligned", "net", _set(["values", 8, "offset"], 100), r"value 8 \('pool'\) .*multiple of 64"),
+    ("offset_negative", "net", _set(["values", 8, "offset"], -64), r"value 8 \('pool'\) .*multiple of 64"),
+    ("outside_arena", "net", _set(["arena_bytes"], 4096), r"value 7 \('conv1'\) occupies bytes \[0, 9216\) of an arena of 4096"),
+    ("offset_missing", "net", _delete(["values", 7, "offset"]), r"value 7 \('conv1'\) has no 'offset'"),
+    ("dim_zero", "net", _set(["values", 13, "shape"], [2, 0]), r"value 13 \('fc'\) has shape \[2, 0\]"),
+    ("dim_huge", "net", _set(["values", 13, "shape"], [2, 2 ** 31]), r"dims must be in \[1, 2\^31\)"),
+    ("rank_9", "net", _set(["values", 13, "shape"], [1] * 9), r"at most 8 dimensions"),
+    ("constant_index", "net", _set(["values", 1, "index"], 99), r"value 1 \('c0'\) refers to constant 99"),
+    ("constant_shape", "net", _set(["values", 1, "shape"], [8, 3, 9]), r"but constant 0 has shape \[8, 3, 3, 3\]"),
+    ("alias_outside", "net", _set(["values", 12, "offset"], 4), r"value 12 \('flatten'\) occupies bytes \[4, 68\) of its base"),
+    ("alias_unaligned", "net", _set(["values", 12, "offset"], 2), r"multiple of the element size 4"),
+    ("alias_self", "net", _set(["values", 12, "index"], 12), r"is an alias of value 12"),
+    ("alias_range", "net", _set(["values", 12, "index"], 99), r"is an alias of value 99"),
+    ("alias_cycle", "flow", lambda s: (s["values"].append(dict(name="loop", shape=[64], kind="alias",
+                                                              offset=0, index=5)),
+                                       s["values"][5].update(index=6)), r"cycle of aliases"),
+    ("input_index", "net", _set(["values", 0, "index"], 1),
+     r"spec\['inputs'\]\[0\] is value 0 \('image'\), which is not of kind 'input' with index 0"),
+    ("inputs_wrong_kind", "net", _set(["inputs"], [7]), r"spec\['inputs'\]\[0\] is value 7 \('conv1'\)"),
+    ("inputs_out_of_range", "net", _set(["inputs"], [99]), r"spec\['inputs'\]\[0\] = 99 is not a value id"),
+    ("outputs_missing", "net", _set(["outputs"], []), r"value 14 \('probs'\) is output 0"),
+    # steps
+    ("unknown_op", "net", _set(["steps", 1, "op"], "maxpool"), r"plan step 1 \(maxpool 'pool'\): unknown op"),
+    ("too_few_inputs", "net", _set(["steps", 0, "inputs"], [0]), r"\(conv2d 'conv1'\): takes 2 to 4 inputs, got 1"),
+    ("too_many_inputs", "net", _set(["steps", 3, "inputs"], [9, 9]), r"\(activation 'relu2'\): takes 1 inputs, got 2"),
+    ("required_absent", "net", _set(["steps", 1, "inputs"], [-1]), r"\(max_pool2d 'pool'\): input 0 is value -1"),
+    ("input_id_range", "net", _set(["steps", 1, "inputs"], [99]), r"\(max_pool2d 'pool'\): input 0 is value 99"),
+    ("output_id_range", "net", _set(["steps", 1, "outputs"], [-1]), r"\(max_pool2d 'pool'\): output is value -1"),
+    ("two_outputs", "net", _set(["steps", 1, "outputs"], [8, 9]), r"\(max_pool2d 'pool'\): has 2 outputs"),
+    ("output_shape", "net", _set(["values", 8, "shape"], [2, 8, 5, 5]),
+     r"\(max_pool2d 'pool'\): output 'pool' must have shape \[2, 8, 6, 6\], got \[2, 8, 5, 5\]"),
+    ("weight_shape", "net", _const(0, np.zeros((8, 4, 3, 3), np.float32)),
+     r"\(conv2d 'conv1'\): weight 'c0' must have shape \[8, 3, 3, 3\]"),
+    ("bias_shape", "net", _const(1, np.zeros(7, np.float32)), r"\(conv2d 'conv1'\): bias 'c1' must have shape \[8\]"),
+    ("groups", "net", _set(["steps", 0, "attrs", "groups"], 3), r"\(conv2d 'conv1'\): groups=3 must divide"),
+    ("missing_attr", "net", _delete(["steps", 0, "attrs", "stride"]), r"\(conv2d 'conv1'\): missing attribute 'stride'"),
+    ("attr_not_list", "net", _set(["steps", 0, "attrs", "stride"], 1), r"attribute 'stride' must be a list of 2 ints, got the int 1"),
+    ("attr_range", "net", _set(["steps", 0, "attrs", "stride"], [0, 1]), r"'stride' = \[0, 1\]: every entry must be in \[1, "),
+    ("unknown_attr", "net", _set(["steps", 1, "attrs", "strides"], [2, 2]),
+     r"\(max_pool2d 'pool'\): unknown attribute 'strides'; max_pool2d takes kernel, stride, pads, dilation, ceil_mode"),
+    ("bad_choice", "net", _set(["steps", 0, "attrs", "act"], "swish"), r"attribute 'act' must be one of 'none', 'relu'"),
+    ("bool_attr", "net", _set(["steps", 1, "attrs", "ceil_mode"], 2), r"attribute 'ceil_mode' must be a bool"),
+    ("act_needs_alpha", "net", _set(["steps", 3, "attrs", "act"], "leaky_relu"), r"\(activation 'relu2'\): missing attribute 'alpha'"),
+    ("gemm_beta", "net", _set(["steps", 5, "attrs", "beta"], 1.0), r"\(gemm 'fc'\): unknown attribute 'beta'"),
+    ("gemm_inner", "net", _set(["steps", 5, "attrs", "trans_b"], False), r"\(gemm 'fc'\): inner dimensions differ"),
+    ("softmax_view", "net", _set(["steps", 6, "attrs", "dim"], 5), r"\(softmax 'softmax'\): the view \[outer, dim, inner\]"),
+    ("pool_too_small", "net", _set(["steps", 1, "attrs", "kernel"], [20, 20]), r"\(max_pool2d 'pool'\): the padded input"),
+    # data flow
+    ("read_before_write", "net", _swap_steps(0, 1), r"plan step 0 \(max_pool2d 'pool'\): reads value 'conv1' before any step writes it"),
+    ("write_input", "flow", _set(["steps", 0, "outputs"], [0]), r"\(activation 'tanh'\): writes value 'x' of kind 'input'"),
+    ("write_constant", "flow", _set(["steps", 0, "outputs"], [4]), r"writes value 'zeros' of kind 'constant'"),
+    ("write_alias", "flow", lambda s: (_set(["steps", 0, "outputs"], [5])(s), s["values"][5].update(shape=[4, 16])),
+     r"writes value 't0_flat' of kind 'alias'"),
+    ("write_twice", "flow", _set(["steps", 1, "outputs"], [1]), r"\(activation 'relu'\): writes value 't0', which step 0 already writes"),
+    ("clobbered", "flow", _set(["values", 2, "offset"], 0),
+     r"plan step 2 \(binary 'mul'\): reads value 't0' \(written by step 0\), but step 1 overwrites its bytes"),
+    ("partial_overlap", "flow", _set(["values", 2, "offset"], 64), r"\(activation 'relu'\): output 't1' overlaps input 0 't0'"),
+    ("conv_in_place", "net", _set(["values", 9, "offset"], 9216),
+     r"\(conv2d 'conv2'\): output 'conv2' overlaps input 0 'pool'; only activation, binary"),
+    ("output_unwritten", "net", lambda s: s["steps"].pop(), r"output 0 \('probs'\) is written by no step"),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_spec(rng, case):
+    _, base, mutate, pattern = case
+    spec = small_net(rng)[0] if base == "net" else flow_spec()
+    _C.Plan(copy.deepcopy(spec))  # the base itself is valid
+    mutate(spec)
+    with pytest.raises(ValueError, match=pattern):
+        _C.Plan(spec)
+
+
+def test_spec_not_a_dict():
+    with pytest.raises(TypeError, match="spec must be a dict"):
+        _C.Plan([1, 2])
+
+
+@pytest.mark.skipif(_C.WITH_CUDA, reason="a CUDA build accepts cuda devices")
+def test_cuda_device_in_cpu_build(rng):
+    spec = small_net(rng)[0]
+    spec["device"] = "cuda:0"
+    with pytest.raises(ValueError, match="built without CUDA"):
+        _C.Plan(spec)
+
+
+def all_ops_spec(rng):
+    """A chain through most ops (strided_copy, pad, resize, pixel_shuffle, conv_transpose2d,
+    batch_norm, lrn, concat, reduce, binary, alias, matmul, avg_pool2d, global_max_pool, copy) on a
+    small input: the second base of the mutation loop."""
+    b = SpecBuilder()
+    x = b.input([1, 4, 6, 6], "x")
+    s0 = b.step("strided_copy", [x], b.arena([1, 4, 6, 6]), x_strides=[144, 36, 1, 6], x_offset=0)
+    s1 = b.step("pad", [s0], b.arena([1, 4, 8, 8]), pad_begin=[0, 0, 1, 1], pad_end=[0, 0, 1, 1],
+                mode="reflect", value=0.0)
+    s2 = b.step("resize", [s1], b.arena([1, 4, 4, 4]), mode="bilinear", coord="half_pixel",
+                nearest="floor", scale_h=0.0, scale_w=0.0)
+    s3 = b.step("pixel_shuffle", [s2], b.arena([1, 1, 8, 8]), block=2, mode="DCR")
+    s4 = b.step("conv_transpose2d", [s3, b.const(rand(rng, 1, 2, 3, 3))], b.arena([1, 2, 10, 10]),
+                stride=[1, 1], pads=[0, 0, 0, 0], output_padding=[0, 0], dilation=[1, 1], groups=1,
+                act="relu")
+    s5 = b.step("batch_norm", [s4] + [b.const(np.ones(2) * v) for v in (1.0, 0.1, 0.2, 2.0)],
+                b.arena([1, 2, 10, 10]), eps=1e-5)
+    s6 = b.step("lrn", [s5], b.arena([1, 2, 10, 10]), size=3, alpha=1e-3, beta=0.75, bias=1.0)
+    s7 = b.step("concat", [s6, s5], b.arena([1, 4, 10, 10]), axis=1)
+    s8 = b.step("reduce", [s7], b.arena([1, 4, 1, 1]), op="max", outer=4, dim=100, inner=1)
+    s9 = b.step("binary", [s7, s8], b.arena([1, 4, 10, 10]), op="sub", act="clip", alpha=-1.0, beta=1.0)
+    s10 = b.step("matmul", [b.alias(s9, [4, 100]), b.const(rand(rng, 100, 3))], b.arena([4, 3]))
+    s11 = b.step("avg_pool2d", [s9], b.arena([1, 4, 5, 5]), kernel=[2, 2], stride=[2, 2],
+                 pads=[0, 0, 0, 0], ceil_mode=False, count_include_pad=True)
+    b.step("global_max_pool", [s11], b.output([1, 4, 1, 1], "pooled"))
+    b.step("copy", [s10], b.output([12], "mm"))
+    return b.spec()
+
+
+def test_all_ops_chain_runs(rng):
+    plan = _C.Plan(all_ops_spec(rng))
+    outs = [np.full((1, 4, 1, 1), np.nan, np.float32), np.full(12, np.nan, np.float32)]
+    plan.run([rand(rng, 1, 4, 6, 6)], outs)
+    assert all(np.isfinite(o).all() for o in outs)
+
+
+JUNK = [0, 1, -1, 2, 3, 7, 64, 100, -64, 2 ** 31, 2 ** 40, -2 ** 40, 2 ** 62, 2 ** 63 - 1, 1.5,
+        float("nan"), float("inf"), "x", "relu", "none", None, True, False, [], [1], [0, 0],
+        [1, 1, 1, 1], [-1, 2], [2 ** 31, 1], {}, np.int64(3), np.float32(0.5)]
+
+
+def _leaves(node, path=()):
+    """Every (path, value) of a spec, lists and dicts included, so whole entries get replaced too."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path + (k,), v
+            yield from _leaves(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield path + (i,), v
+            if not isinstance(v, np.ndarray):
+                yield from _leaves(v, path + (i,))
+
+
+def test_random_mutations_never_crash(rng):
+    """2000 random mutations of two valid specs (junk values, near-valid ints, dropped, duplicated
+    and deleted entries): each is rejected with ValueError / TypeError (MemoryError for an arena the
+    machine cannot hold) or builds a plan that runs."""
+    bases = [small_net(rng)[0], all_ops_spec(rng)]
+    outcomes = {"built": 0, "rejected": 0}
+    for i in range(2000):
+        spec = copy.deepcopy(bases[i % 2])
+        for _ in range(1 + int(rng.integers(0, 3))):
+            leaves = list(_leaves(spec))
+            path, _ = leaves[int(rng.integers(0, len(leaves)))]
+            node = spec
+            for k in path[:-1]:
+                node = node[k]
+            r = rng.random()
+            value = node[path[-1]]
+            if r < 0.5 and isinstance(value, int) and not isinstance(value, bool):
+                # near-valid: an off-by-one or off-by-a-slot size, offset or id
+                node[path[-1]] = value + int(rng.choice([-64, -4, -1, 1, 4, 64, value]))
+            elif r < 0.55 and isinstance(node, dict):
+                del node[path[-1]]
+            elif r < 0.6 and isinstance(node, list):
+                node.insert(int(rng.integers(0, len(node) + 1)), value)
+            elif r < 0.65 and isinstance(node, list):
+                del node[path[-1]]
+            else:
+                node[path[-1]] = JUNK[int(rng.integers(0, len(JUNK)))]
+        try:
+            plan = _C.Plan(spec)
+        except (ValueError, TypeError, MemoryError):
+            outcomes["rejected"] += 1
+            continue
+        outcomes["built"] += 1
+        shapes = [s for _, s in plan.inputs] + [s for _, s in plan.outputs]
+        if sum(math.prod(s) for s in shapes) > 1 << 20:
+            continue
+        ins = [rand(rng, *s) for _, s in plan.inputs]
+        outs = [np.empty(s, np.float32) for _, s in plan.outputs]
+        plan.run(ins, outs)
+    print(outcomes)
+    assert outcomes["rejected"] > 1000 and outcomes["built"] > 10, outcomes
+
+
+# ----------------------------------------------------------------------------------------------
+# run() arguments
+# ----------------------------------------------------------------------------------------------
+
+def identity_plan(shape=(2, 3)):
+    b = SpecBuilder()
+    b.step("activation", [b.input(shape, "x")], b.output(shape, "y"), act="relu")
+    return _C.Plan(b.spec())
+
+
+def test_run_argument_errors(rng):
+    plan = identity_plan()
+    x, y = rand(rng, 2, 3), np.empty((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"expected 1 inputs, got 0"):
+        plan.run([], [y])
+    with pytest.raises(ValueError, match=r"expected 1 outputs, got 2"):
+        plan.run([x], [y, y])
+    with pytest.raises(TypeError, match=r"inputs must be a list of 1 tensors, got ndarray"):
+        plan.run(x, [y])
+    with pytest.raises(ValueError, match=r"inputs\[0\] \('x'\) has shape \[3, 2\]; the plan expects \[2, 3\]"):
+        plan.run([x.reshape(3, 2)], [y])
+    with pytest.raises(TypeError, match=r"inputs\[0\] \('x'\) has dtype float64"):
+        plan.run([x.astype(np.float64)], [y])
+    with pytest.raises(TypeError, match=r"outputs\[0\] \('y'\) has dtype float16; the plan expects float32"):
+        plan.run([x], [y.astype(np.float16)])
+    with pytest.raises(ValueError, match=r"not contiguous"):
+        plan.run([rand(rng, 3, 2).T], [y])
+    with pytest.raises(TypeError, match=r"is None"):
+        plan.run([None], [y])
+    readonly = np.empty((2, 3), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match=r"outputs\[0\] \('y'\) is a read-only array"):
+        plan.run([x], [readonly])
+    with pytest.raises(ValueError, match=r"outputs\[0\] shares memory with inputs\[0\]"):
+        plan.run([x], [x])
+    unaligned = np.frombuffer(bytearray(4 * 6 + 1), np.float32, 6, offset=1).reshape(2, 3)
+    with pytest.raises(ValueError, match=r"inputs\[0\] \('x'\) is not aligned"):
+        plan.run([unaligned], [y])
+    with pytest.raises(ValueError, match=r"stream is for CUDA plans"):
+        plan.run([x], [y], stream=1234)
+    two = SpecBuilder()
+    xi = two.input([4])
+    two.step("copy", [xi], two.output([4]))
+    two.step("copy", [xi], two.output([4]))
+    buf = np.empty(8, np.float32)
+    with pytest.raises(ValueError, match=r"outputs\[1\] and outputs\[0\] share memory"):
+        _C.Plan(two.spec()).run([rand(rng, 4)], [buf[:4], buf[2:6]])
+    plan.run([x], [y])  # still usable after every rejected call
+    close(y, np.maximum(x, 0))
+
+
+def test_run_accepts_torch_cpu_tensors(rng):
+    torch = pytest.importorskip("torch")
+    plan = identity_plan()
+    x = torch.randn(2, 3)
+    y = torch.empty(2, 3)
+    plan.run([x], [y])
+    close(y.numpy(), np.maximum(x.numpy(), 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Threads and profiling
+# ----------------------------------------------------------------------------------------------
+
+def _hammer(plans, xs, expected, runs, to_out, stream=0):
+    """len(xs) threads, thread i running plans[i] on xs[i] `runs` times; returns the mismatches."""
+    errors = []
+
+    def work(i):
+        y = to_out(expected[i])
+        for r in range(runs):
+            plans[i].run([xs[i]], [y], stream)
+            if not np.array_equal(as_numpy(y), expected[i]):
+                errors.append(f"thread {i} run {r}")
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def as_numpy(y):
+    return y if isinstance(y, np.ndarray) else y.float().cpu().numpy()
+
+
+def test_threads_separate_and_shared_plans(rng):
+    """4 threads x 500 runs, each thread its own input: with a Plan per thread and with one shared
+    Plan, every result is bit-identical to the single-threaded one."""
+    spec, reference = small_net(rng)
+    xs = [rand(rng, 2, 3, 12, 12) for _ in range(4)]
+    single = _C.Plan(spec)
+    expected = []
+    for x in xs:
+        y = np.empty((2, 10), np.float32)
+        single.run([x], [y])
+        close(y, reference(x))
+        expected.append(y)
+    separate = [_C.Plan(spec) for _ in range(4)]
+    assert _hammer(separate, xs, expected, 500, np.empty_like) == []
+    assert _hammer([single] * 4, xs, expected, 500, np.empty_like) == []
+
+
+def test_profiling(rng):
+    spec, reference = small_net(rng)
+    plan = _C.Plan(spec)
+    x = rand(rng, 2, 3, 12, 12)
+    y0, y1 = np.empty((2, 10), np.float32), np.empty((2, 10), np.float32)
+    plan.run([x], [y0])
+    assert not plan.profiling and plan.step_times() == []
+    plan.set_profiling(True)
+    assert plan.profiling
+    plan.run([x], [y1])
+    times = plan.step_times()
+    assert len(times) == plan.num_steps == 7 and all(t >= 0 for t in times) and sum(times) > 0
+    np.testing.assert_array_equal(y0, y1)
+    plan.set_profiling(False)
+    plan.run([x], [y1])
+    np.testing.assert_array_equal(y0, y1)
+    assert plan.step_times() == times  # the last profiled run's
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU): fp32 and fp16 plans against the CPU plan, the CUDA graph, streams
+# ----------------------------------------------------------------------------------------------
+
+CUDA_DTYPES = [pytest.param("float32", marks=[pytest.mark.cuda, cuda]),
+               pytest.param("float16", marks=[pytest.mark.cuda, cuda])]
+
+
+@pytest.mark.parametrize("dtype", CUDA_DTYPES)
+def test_cuda_plan_graph_and_streams(rng, dtype):
+    import torch
+    spec, reference = small_net(rng, device="cuda:0", dtype=dtype)
+    tdt = getattr(torch, dtype)
+    plan = _C.Plan(spec)
+    assert plan.device == "cuda:0" and plan.dtype == dtype
+    x = rand(rng, 2, 3, 12, 12)
+    xq = x.astype(np.float16).astype(np.float32) if dtype == "float16" else x
+    expect = reference(xq)
+    xt = torch.from_numpy(x).to("cuda", tdt)
+    rtol, atol = TOL[dtype]
+    first = None
+    for i in range(5):  # runs 1-2 eager, 3 captures the CUDA graph, 4-5 replay it
+        y = torch.full((2, 10), float("nan"), device="cuda", dtype=tdt)
+        plan.run([xt], [y])
+        np.testing.assert_allclose(as_numpy(y), expect, rtol=rtol, atol=atol, err_msg=f"run {i}")
+        first = as_numpy(y) if first is None else first
+        np.testing.assert_array_equal(as_numpy(y), first)
+    s = torch.cuda.Stream()
+    y = torch.empty((2, 10), device="cuda", dtype=tdt)
+    with torch.cuda.stream(s):
+        x2 = torch.from_numpy(rand(rng, 2, 3, 12, 12)).to("cuda", tdt)
+        plan.run([x2], [y], s.cuda_stream)
+    s.synchronize()
+    np.testing.assert_allclose(as_numpy(y), reference(x2.float().cpu().numpy()), rtol=rtol, atol=atol)
+    plan.set_profiling(True)
+    plan.run([xt], [y])
+    assert len(plan.step_times()) == 7 and all(t >= 0 for t in plan.step_times())
+    np.testing.assert_array_equal(as_numpy(y), first)
+    with pytest.raises(ValueError, match=r"inputs\[0\] \('image'\) is on cpu but the plan runs on cuda:0"):
+        plan.run([x], [y])
+
+
+@pytest.mark.parametrize("dtype", CUDA_DTYPES)
+def test_cuda_threads(rng, dtype):
+    import torch
+    spec, _ = small_net(rng, device="cuda:0", dtype=dtype)
+    tdt = getattr(torch, dtype)
+    xs = [torch.from_numpy(rand(rng, 2, 3, 12, 12)).to("cuda", tdt) for _ in range(4)]
+    single = _C.Plan(spec)
+    expected = []
+    for x in xs:
+        y = torch.empty((2, 10), device="cuda", dtype=tdt)
+        single.run([x], [y])
+        expected.append(as_numpy(y))
+    to_out = lambda e: torch.empty(e.shape, device="cuda", dtype=tdt)  # noqa: E731
+    assert _hammer([_C.Plan(spec) for _ in range(4)], xs, expected, 200, to_out) == []
+    assert _hammer([single] * 4, xs, expected, 200, to_out) == []

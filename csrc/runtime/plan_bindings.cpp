@@ -171,14 +171,14 @@ PlanSpec to_spec(py::handle obj, std::vector<py::object>* keep) {
     StepSpec ss;
     ss.op = to_str(key(st, "op", where), where + "['op']");
     ss.name = to_str(key(st, "name", where), where + "['name']");
-    where += " (" + ss.op + " '" + ss.name + "')";
-    ss.inputs = to_ints(key(st, "inputs", where), where + "['inputs']");
-    ss.outputs = to_ints(key(st, "outputs", where), where + "['outputs']");
+    where = "step " + std::to_string(i) + " (" + ss.op + " '" + ss.name + "')";
+    ss.inputs = to_ints(key(st, "inputs", where), where + " 'inputs'");
+    ss.outputs = to_ints(key(st, "outputs", where), where + " 'outputs'");
     py::handle attrs = key(st, "attrs", where);
-    if (!PyDict_Check(attrs.ptr())) bad(where + "['attrs']", "must be a dict, got " + type_name(attrs));
+    if (!PyDict_Check(attrs.ptr())) bad(where + " 'attrs'", "must be a dict, got " + type_name(attrs));
     for (auto item : py::reinterpret_borrow<py::dict>(attrs)) {
       const std::string name = to_str(item.first, where + " attribute name");
-      ss.attrs.emplace_back(name, to_attr(item.second, where + "['attrs']['" + name + "']"));
+      ss.attrs.emplace_back(name, to_attr(item.second, where + " attribute '" + name + "'"));
     }
     s.steps.push_back(std::move(ss));
   }
