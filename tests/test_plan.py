@@ -925,3 +925,40 @@ def test_cuda_threads(rng, dtype):
     to_out = lambda e: torch.empty(e.shape, device="cuda", dtype=tdt)  # noqa: E731
     assert _hammer([_C.Plan(spec) for _ in range(4)], xs, expected, 200, to_out) == []
     assert _hammer([single] * 4, xs, expected, 200, to_out) == []
+
+
+def test_spec_accepts_numpy_and_tuples(rng):
+    """edgevision.graph builds specs with numpy: numpy ints, floats and bools, tuples and 1-D int
+    arrays are read like their Python counterparts."""
+    x, w = rand(rng, 1, 2, 5, 5), rand(rng, 4, 2, 3, 3)
+    b = SpecBuilder()
+    xi = b.input(x.shape)
+    y = b.output((1, 4, 3, 3))
+    b.step("conv2d", [xi, b.const(w)], y, stride=np.array([1, 1]), pads=(np.int64(0),) * 4,
+           dilation=[np.int32(1), 1], groups=np.int64(1), act="leaky_relu", alpha=np.float32(0.25),
+           residual_after_act=np.bool_(False))
+    spec = b.spec()
+    spec["values"][2]["shape"] = tuple(np.int64(d) for d in w.shape)  # the constant w
+    spec["arena_bytes"] = np.int64(0)
+    out = np.empty((1, 4, 3, 3), np.float32)
+    _C.Plan(spec).run((x,), (out,))
+    close(out, ops.conv2d(x, w, activation="leaky_relu", alpha=0.25))
+
+
+def test_alias_chains_and_constant_aliases(rng):
+    c = rand(rng, 2, 3, 4)
+    b = SpecBuilder()
+    xi = b.input([3, 4])
+    whole = b.const(c)
+    second = b.alias(whole, [3, 4], 3 * 4 * 4)        # c[1]
+    flat = b.alias(second, [12], 0)                   # alias of an alias
+    row = b.alias(flat, [4], 8 * 4)                   # c[1, 2]
+    t = b.arena([3, 4])
+    b.step("binary", [xi, second], t, op="add")
+    b.step("binary", [t, row], b.output([3, 4]), op="mul")
+    b.step("copy", [flat], b.output([12]))
+    x = rand(rng, 3, 4)
+    outs = [np.empty((3, 4), np.float32), np.empty(12, np.float32)]
+    _C.Plan(b.spec()).run([x], outs)
+    close(outs[0], (x + c[1]) * c[1, 2])
+    close(outs[1], c[1].reshape(12))

@@ -44,7 +44,11 @@ struct NumpyTypes {
 bool is_bool(py::handle h) {
   return PyBool_Check(h.ptr()) || py::isinstance(h, NumpyTypes::get().bool_);
 }
-bool is_int(py::handle h) { return !is_bool(h) && PyIndex_Check(h.ptr()); }
+// numpy arrays define __index__ too (it fails unless 0-d): only scalars count as ints here.
+bool is_int(py::handle h) {
+  return !is_bool(h) && PyIndex_Check(h.ptr()) &&
+         !(py::isinstance<py::array>(h) && py::reinterpret_borrow<py::array>(h).ndim() != 0);
+}
 bool is_float(py::handle h) {
   return PyFloat_Check(h.ptr()) || py::isinstance(h, NumpyTypes::get().floating);
 }
