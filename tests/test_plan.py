@@ -304,6 +304,8 @@ def test_strided_copy(rng, make):
     strides, offset = _strided_params(x, view)
     y = run_op("strided_copy", [x], list(view.shape), x_strides=strides, x_offset=offset)
     np.testing.assert_array_equal(y, view)
+    if view.ndim:  # ops.strided_copy takes at least one dimension; the plan also 0-d outputs
+        np.testing.assert_array_equal(y, ops.strided_copy(x, view.shape, strides, offset))
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
@@ -314,6 +316,7 @@ def test_pad(rng, mode):
     ref = np.pad(x, list(zip(begin, end)), mode=mode, **kw)
     y = run_op("pad", [x], ref.shape, pad_begin=begin, pad_end=end, mode=mode, value=-1.5)
     np.testing.assert_array_equal(y, ref)
+    np.testing.assert_array_equal(y, ops.pad(x, begin, end, mode, -1.5))
 
 
 def _lrn_ref(x, size, alpha, beta, bias):
@@ -330,7 +333,9 @@ def _lrn_ref(x, size, alpha, beta, bias):
 def test_lrn(rng, size):
     x = rand(rng, 2, 6, 3, 4, scale=2.0)
     ref = _lrn_ref(x, size, 1e-2, 0.75, 2.0)
-    close(run_op("lrn", [x], x.shape, size=size, alpha=1e-2, beta=0.75, bias=2.0), ref)
+    y = run_op("lrn", [x], x.shape, size=size, alpha=1e-2, beta=0.75, bias=2.0)
+    close(y, ref)
+    close(y, ops.lrn(x, size, 1e-2, 0.75, 2.0))
 
 
 @pytest.mark.parametrize("op", ["mean", "sum", "max", "min"])
@@ -343,6 +348,7 @@ def test_reduce(rng, op):
         ref = fn(x, axis=axes, keepdims=True)
         y = run_op("reduce", [x], ref.shape, op=op, outer=outer, dim=dim, inner=inner)
         close(y, ref, f"{op} over {axes}")
+        close(y, ops.reduce(x, axes, op, keepdims=True), f"{op} over {axes} (ops.reduce)")
 
 
 def test_copy_and_scalars(rng):
