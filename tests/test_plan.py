@@ -85,10 +85,12 @@ class SpecBuilder:
             return self.const(x.a)
         return self.input(x.shape)
 
-    def spec(self):
+    def spec(self, fresh=True):
+        """The spec dict; fresh: its values and steps are copies the caller may mutate."""
+        cp = copy.deepcopy if fresh else (lambda v: v)
         return dict(device=self.device, dtype=self.dtype, num_threads=self.num_threads,
                     arena_bytes=self.arena_bytes, constants=list(self.constants),
-                    values=copy.deepcopy(self.values), steps=copy.deepcopy(self.steps),
+                    values=cp(self.values), steps=cp(self.steps),
                     inputs=list(self.inputs), outputs=list(self.outputs))
 
 
@@ -968,3 +970,17 @@ def test_alias_chains_and_constant_aliases(rng):
     _C.Plan(b.spec()).run([x], outs)
     close(outs[0], (x + c[1]) * c[1, 2])
     close(outs[1], c[1].reshape(12))
+
+
+def test_long_alias_chain(rng):
+    """100k chained aliases (Reshape after Reshape) resolve without deep recursion."""
+    b = SpecBuilder()
+    x = b.input([4, 4])
+    cur = x
+    for i in range(100_000):
+        cur = b.alias(cur, [16] if i % 2 == 0 else [4, 4])
+    b.step("activation", [cur], b.output([4, 4]), act="relu")
+    xv = rand(rng, 4, 4)
+    y = np.empty((4, 4), np.float32)
+    _C.Plan(b.spec(fresh=False)).run([xv], [y])
+    close(y, np.maximum(xv, 0))

@@ -194,15 +194,36 @@ class ValueResolver {
                 const std::vector<int64_t>& const_offsets)
       : spec_(spec), vals_(vals), esize_(esize), cuda_(cuda), const_offsets_(const_offsets) {}
 
+  // Alias chains are walked iteratively: a spec from an untrusted model may chain many of them.
   void resolve(int id) {
+    std::vector<int> chain;
+    int cur = id;
+    while (vals_[cur].state != 2 && spec_.values[cur].kind == ValueKind::Alias) {
+      if (vals_[cur].state == 1) fail(cur, "is part of a cycle of aliases");
+      vals_[cur].state = 1;
+      chain.push_back(cur);
+      const int64_t base = need(cur, spec_.values[cur].index, "index");
+      if (base < 0 || base >= static_cast<int64_t>(vals_.size()) || base == cur)
+        fail(cur, "is an alias of value ", base, "; expected another value id in [0, ", vals_.size(), ")");
+      cur = static_cast<int>(base);
+    }
+    if (vals_[cur].state != 2) resolve_root(cur);
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) resolve_alias(*it);
+  }
+
+ private:
+  template <typename... A>
+  [[noreturn]] void fail(int id, const A&... a) const {
+    throw std::invalid_argument(
+        detail::str("plan value ", id, " ('", spec_.values[id].name, "') ", a...));
+  }
+
+  void resolve_root(int id) {
     Val& v = vals_[id];
-    if (v.state == 2) return;
     const ValueSpec& s = spec_.values[id];
-    if (v.state == 1) fail(id, "is part of a cycle of aliases");
-    v.state = 1;
     check_shape(id, s);
     v.bytes = v.numel * esize_;
-    const int nin = static_cast<int>(spec_.inputs.size());
+    v.root = id;
     switch (s.kind) {
       case ValueKind::Arena: {
         const int64_t off = need(id, s.offset, "offset");
@@ -211,7 +232,7 @@ class ValueResolver {
         if (v.bytes > spec_.arena_bytes || off > spec_.arena_bytes - v.bytes)
           fail(id, "occupies bytes [", off, ", ", off + v.bytes, ") of an arena of ",
                spec_.arena_bytes, " bytes");
-        v.region = kArena, v.offset = off, v.root = id;
+        v.region = kArena, v.offset = off;
         break;
       }
       case ValueKind::Constant: {
@@ -221,7 +242,7 @@ class ValueResolver {
         if (spec_.constants[k].shape != s.shape)
           fail(id, "has shape ", shape_str(s.shape), " but constant ", k, " has shape ",
                shape_str(spec_.constants[k].shape));
-        v.region = kConstants, v.offset = const_offsets_[k], v.root = id;
+        v.region = kConstants, v.offset = const_offsets_[k];
         break;
       }
       case ValueKind::Input:
@@ -232,24 +253,8 @@ class ValueResolver {
         if (k < 0 || k >= static_cast<int64_t>(list.size()) || list[k] != id)
           fail(id, "is ", is_in ? "input " : "output ", k, " but spec['", is_in ? "inputs" : "outputs",
                "'][", k, "] is not this value");
-        v.region = kFirstIO + (is_in ? 0 : nin) + static_cast<int>(k), v.offset = 0, v.root = id;
-        break;
-      }
-      case ValueKind::Alias: {
-        const int64_t base = need(id, s.index, "index");
-        const int64_t off = need(id, s.offset, "offset");
-        if (base < 0 || base >= static_cast<int64_t>(vals_.size()) || base == id)
-          fail(id, "is an alias of value ", base, "; expected another value id in [0, ",
-               vals_.size(), ")");
-        resolve(static_cast<int>(base));
-        const Val& b = vals_[base];
-        if (off < 0 || off % esize_ != 0)
-          fail(id, "has alias offset ", off, "; expected a non-negative multiple of the element size ",
-               esize_);
-        if (v.bytes > b.bytes || off > b.bytes - v.bytes)
-          fail(id, "occupies bytes [", off, ", ", off + v.bytes, ") of its base value ", base, " ('",
-               spec_.values[base].name, "') of ", b.bytes, " bytes");
-        v.region = b.region, v.offset = b.offset + off, v.root = b.root;
+        const int nin = static_cast<int>(spec_.inputs.size());
+        v.region = kFirstIO + (is_in ? 0 : nin) + static_cast<int>(k), v.offset = 0;
         break;
       }
       default: fail(id, "has an unknown kind");
@@ -257,11 +262,21 @@ class ValueResolver {
     v.state = 2;
   }
 
- private:
-  template <typename... A>
-  [[noreturn]] void fail(int id, const A&... a) const {
-    throw std::invalid_argument(
-        detail::str("plan value ", id, " ('", spec_.values[id].name, "') ", a...));
+  void resolve_alias(int id) {
+    Val& v = vals_[id];
+    const ValueSpec& s = spec_.values[id];
+    check_shape(id, s);
+    v.bytes = v.numel * esize_;
+    const int64_t base = *s.index;  // checked by resolve()
+    const int64_t off = need(id, s.offset, "offset");
+    const Val& b = vals_[base];
+    if (off < 0 || off % esize_ != 0)
+      fail(id, "has alias offset ", off, "; expected a non-negative multiple of the element size ", esize_);
+    if (v.bytes > b.bytes || off > b.bytes - v.bytes)
+      fail(id, "occupies bytes [", off, ", ", off + v.bytes, ") of its base value ", base, " ('",
+           spec_.values[base].name, "') of ", b.bytes, " bytes");
+    v.region = b.region, v.offset = b.offset + off, v.root = b.root;
+    v.state = 2;
   }
   int64_t need(int id, const std::optional<int64_t>& f, const char* key) const {
     if (!f) fail(id, "has no '", key, "'");

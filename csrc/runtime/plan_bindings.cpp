@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -96,8 +97,10 @@ py::dict to_dict(py::handle h, const std::string& where, std::initializer_list<c
   if (!PyDict_Check(h.ptr())) bad(where, "must be a dict, got " + type_name(h));
   py::dict d = py::reinterpret_borrow<py::dict>(h);
   for (auto item : d) {
+    const char* name = PyUnicode_Check(item.first.ptr()) ? PyUnicode_AsUTF8(item.first.ptr()) : nullptr;
+    if (!name) PyErr_Clear();
     bool known = false;
-    for (const char* k : keys) known = known || (PyUnicode_Check(item.first.ptr()) && item.first.cast<std::string>() == k);
+    for (const char* k : keys) known = known || (name && std::strcmp(name, k) == 0);
     if (!known) {
       std::string names;
       for (const char* k : keys) names += (names.empty() ? "'" : ", '") + std::string(k) + "'";
