@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import TOL, cuda
+from conftest import HAS_CUDA, TOL, cuda
 from edgevision import _C, ops
 
 RTOL, ATOL = TOL["float32"]
@@ -984,3 +984,10 @@ def test_long_alias_chain(rng):
     y = np.empty((4, 4), np.float32)
     _C.Plan(b.spec(fresh=False)).run([xv], [y])
     close(y, np.maximum(xv, 0))
+
+
+@pytest.mark.skipif(not _C.WITH_CUDA or HAS_CUDA, reason="needs a CUDA build on a machine without a GPU")
+def test_cuda_plan_without_gpu(rng):
+    spec = small_net(rng, device="cuda:0")[0]
+    with pytest.raises((RuntimeError, ValueError), match="CUDA"):
+        _C.Plan(spec)

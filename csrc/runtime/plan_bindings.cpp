@@ -30,20 +30,16 @@ std::string type_name(py::handle h) {
   return py::str(py::type::handle_of(h).attr("__name__")).cast<std::string>();
 }
 
-// numpy scalar types, looked up once (numpy is a core dependency of edgevision).
+// numpy's scalar base types (numpy is a core dependency of edgevision), looked up once when the
+// module is imported: a lazy lookup under a static guard could deadlock against the GIL. Never
+// freed, so nothing is released after the interpreter shuts down.
 struct NumpyTypes {
-  py::object bool_, floating, ndarray;
-  static const NumpyTypes& get() {
-    static const NumpyTypes* t = [] {
-      py::module_ np = py::module_::import("numpy");
-      return new NumpyTypes{np.attr("bool_"), np.attr("floating"), np.attr("ndarray")};
-    }();
-    return *t;
-  }
+  py::object bool_, floating;
 };
+const NumpyTypes* numpy_types = nullptr;
 
 bool is_bool(py::handle h) {
-  return PyBool_Check(h.ptr()) || py::isinstance(h, NumpyTypes::get().bool_);
+  return PyBool_Check(h.ptr()) || py::isinstance(h, numpy_types->bool_);
 }
 // numpy arrays define __index__ too (it fails unless 0-d): only scalars count as ints here.
 bool is_int(py::handle h) {
@@ -51,7 +47,7 @@ bool is_int(py::handle h) {
          !(py::isinstance<py::array>(h) && py::reinterpret_borrow<py::array>(h).ndim() != 0);
 }
 bool is_float(py::handle h) {
-  return PyFloat_Check(h.ptr()) || py::isinstance(h, NumpyTypes::get().floating);
+  return PyFloat_Check(h.ptr()) || py::isinstance(h, numpy_types->floating);
 }
 bool is_list(py::handle h) {
   return PyList_Check(h.ptr()) || PyTuple_Check(h.ptr()) ||
@@ -285,6 +281,8 @@ py::list tensors(const Plan& p, bool outputs) {
 }  // namespace
 
 void bind_plan(py::module_& m) {
+  py::module_ np = py::module_::import("numpy");
+  numpy_types = new NumpyTypes{np.attr("bool_"), np.attr("floating")};
   py::class_<Plan>(m, "Plan", R"doc(A compiled graph run in one C++ call (see csrc/runtime/plan.h).
 
 Plan(spec: dict) validates the spec once (ValueError naming the value or step on any inconsistency),
