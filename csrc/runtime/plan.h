@@ -15,16 +15,19 @@
 //                  "output"   index  = position in run()'s outputs (and in spec "outputs")
 //                  "alias"    index  = base value id, offset = byte offset into the base: a view of
 //                             the base's bytes with its own shape (Reshape, Squeeze, a Split part)
-//                Shapes have 0 to 8 dims, each >= 1 (rank 0 is a scalar).
+//                Shapes have 0 to 8 dims, each in [1, 2^31) (rank 0 is a scalar), at most 2^40
+//                elements (2^31 - 1 on CUDA, whose kernels index with 32 bits).
 //   steps        {op, name, inputs: [value id | -1 for an absent optional input], outputs: [id],
 //                 attrs: {name: int | float | bool | str | [int]}}; the ops, their inputs and attrs
-//                 are listed in RUNTIME_SPEC.md section 2 and checked in plan.cpp (build_step).
+//                 are listed in RUNTIME_SPEC.md section 2 and checked in plan.cpp (StepBuilder).
+//                 Every op has exactly one output.
 //   inputs, outputs  value ids of kind "input" / "output", in run() order.
-// Every key listed is required except num_threads (default 0), an optional step input at the end
-// of the list, and the epilogue attrs act ("none"), alpha/beta (required by leaky_relu, clip and
+// Every key listed is required except num_threads (default 0), optional step inputs at the end of
+// the list, and the epilogue attrs act ("none"), alpha/beta (required by leaky_relu, clip and
 // hardsigmoid) and residual_after_act (false). gemm's own "alpha" is its scale, so its activation
-// takes act_alpha / act_beta instead (the names of edgevision.ops.gemm). Unknown keys and attrs are errors, so a misspelt
-// attribute cannot be silently ignored.
+// takes act_alpha / act_beta instead (the names of edgevision.ops.gemm). Unknown keys and attrs
+// are errors, so a misspelt attribute cannot be silently ignored. Ints may be numpy ints, lists
+// may be tuples or 1-D numpy int arrays, and bool attrs also take 0 / 1.
 //
 // Validation: the constructor checks everything the run loop relies on and throws
 // std::invalid_argument (ValueError in Python) naming the value or the step (index, op and name)
