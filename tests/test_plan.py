@@ -991,3 +991,17 @@ def test_cuda_plan_without_gpu(rng):
     spec = small_net(rng, device="cuda:0")[0]
     with pytest.raises((RuntimeError, ValueError), match="CUDA"):
         _C.Plan(spec)
+
+
+def test_attrs_a_mode_does_not_read_are_optional(rng):
+    x = rand(rng, 1, 2, 4, 4)
+    ref = ops.resize(x, size=(6, 6), mode="bilinear", coordinate_mode="half_pixel")
+    close(run_op("resize", [x], ref.shape, mode="bilinear", coord="half_pixel", scale_h=0.0,
+                 scale_w=0.0), ref)
+    ref = np.pad(x, [(0, 0), (0, 0), (1, 2), (2, 1)], mode="edge")
+    np.testing.assert_array_equal(run_op("pad", [x], ref.shape, pad_begin=[0, 0, 1, 2],
+                                         pad_end=[0, 0, 2, 1], mode="edge"), ref)
+    with pytest.raises(ValueError, match=r"\(resize 'resize0'\): missing attribute 'nearest'"):
+        run_op("resize", [x], [1, 2, 6, 6], mode="nearest", coord="asymmetric", scale_h=0.0, scale_w=0.0)
+    with pytest.raises(ValueError, match=r"\(pad 'pad0'\): missing attribute 'value'"):
+        run_op("pad", [x], [1, 2, 5, 5], pad_begin=[0, 0, 1, 1], pad_end=[0, 0, 0, 0], mode="constant")

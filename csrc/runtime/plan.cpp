@@ -700,8 +700,10 @@ class StepBuilder {
     s.mode = static_cast<ResizeMode>(get_choice("mode", {"nearest", "bilinear"}));
     s.coord = static_cast<CoordMode>(
         get_choice("coord", {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"}));
+    // The rounding of nearest mode; bilinear does not read it.
     s.nearest = static_cast<NearestMode>(
-        get_choice("nearest", {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}));
+        get_choice("nearest", {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"},
+                   s.mode == ResizeMode::Bilinear ? std::optional<int>(0) : std::nullopt));
     s.scale_h = get_scale("scale_h");
     s.scale_w = get_scale("scale_w");
     s.n = x(0)[0], s.c = x(0)[1], s.h = x(0)[2], s.w = x(0)[3];
@@ -852,7 +854,8 @@ class StepBuilder {
     const auto e = get_ints("pad_end", nd, 0, kMaxDim);
     PadShape s;
     s.mode = static_cast<PadMode>(get_choice("mode", {"constant", "reflect", "edge"}));
-    s.value = static_cast<float>(get_float("value"));
+    s.value = static_cast<float>(get_float("value", s.mode == PadMode::Constant ? std::optional<double>()
+                                                                                 : 0.0));
     s.ndim = nd == 0 ? 1 : static_cast<int>(nd);
     s.shape[0] = 1, s.pad_begin[0] = s.pad_end[0] = 0;
     std::vector<int64_t> ys(nd);
@@ -1364,6 +1367,13 @@ void Plan::Impl::run_cuda(const void* const* in, void* const* out, Stream user) 
 }
 
 void Plan::Impl::release_cuda() noexcept {
+  // The last run may still be in flight on a caller's stream: let it finish with the buffers.
+  if (runs > 0 && run_done) {
+    try {
+      plan_cuda::event_sync(run_done);
+    } catch (...) {
+    }
+  }
   plan_cuda::graph_destroy(graph);
   graph = nullptr;
   for (void* e : step_events) plan_cuda::event_destroy(e);

@@ -23,11 +23,12 @@
 //                 Every op has exactly one output.
 //   inputs, outputs  value ids of kind "input" / "output", in run() order.
 // Every key listed is required except num_threads (default 0), optional step inputs at the end of
-// the list, and the epilogue attrs act ("none"), alpha/beta (required by leaky_relu, clip and
-// hardsigmoid) and residual_after_act (false). gemm's own "alpha" is its scale, so its activation
-// takes act_alpha / act_beta instead (the names of edgevision.ops.gemm). Unknown keys and attrs
-// are errors, so a misspelt attribute cannot be silently ignored. Ints may be numpy ints, lists
-// may be tuples or 1-D numpy int arrays, and bool attrs also take 0 / 1.
+// the list, the epilogue attrs act ("none"), alpha/beta (required by leaky_relu, clip and
+// hardsigmoid) and residual_after_act (false), and attrs an op's mode does not read (resize's
+// nearest in bilinear mode, pad's value in reflect and edge modes). gemm's own "alpha" is its
+// scale, so its activation takes act_alpha / act_beta instead (the names of edgevision.ops.gemm).
+// Unknown keys and attrs are errors, so a misspelt attribute cannot be silently ignored. Ints may
+// be numpy ints, lists may be tuples or 1-D numpy int arrays, and bool attrs also take 0 / 1.
 //
 // Validation: the constructor checks everything the run loop relies on and throws
 // std::invalid_argument (ValueError in Python) naming the value or the step (index, op and name)
