@@ -263,7 +263,7 @@ void concat_cpu(const ConcatShape&, const float* const* xs, float* y);
 // strided_copy: y (dense, row-major, `shape`) [i0..i{nd-1}] = x[x_offset + sum_d i_d * x_strides[d]].
 // Strides are in elements and may be 0 (broadcast: Expand) or negative (Slice with negative steps);
 // the caller guarantees that every index read lies inside x. Transpose, Slice, Split and Expand are
-// all this op.
+// all this op. Here and in pad, lrn and reduce below, x and y must not overlap.
 // ---------------------------------------------------------------------------------------------
 struct StridedCopyShape {
   int ndim = 1;

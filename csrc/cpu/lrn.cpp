@@ -1,11 +1,12 @@
 // lrn (ONNX LocalResponseNormalization across channels) on the CPU: the reference and the fast path.
 //
 // Fast path: OpenMP over (image, tile of up to kTile spatial positions). Within a tile, each output
-// channel sums the squares of its window's channel rows into a small stack array (every loop runs
-// over contiguous positions and vectorises); the window is read again for each channel, which costs
+// channel sums the squares of its window's channel rows into a small stack array (loops along the
+// tile's contiguous positions, vectorised); the window is read again for each channel, which costs
 // `size` multiply-adds per output: cheap for the sizes networks use (3 to 5), and it gives NaN and
 // inf exactly the reference's behaviour, which a running sum that subtracts the leaving channel
-// would not. beta = 0.75 (the ONNX default) uses 1 / (sqrt(t) * sqrt(sqrt(t))) instead of pow.
+// would not. beta = 0.75 (the ONNX default) uses 1 / (sqrt(t) * sqrt(sqrt(t))), about twice as
+// fast as pow. (The final loops stay scalar: without -fno-math-errno GCC keeps sqrt and pow calls.)
 #include <algorithm>
 #include <cmath>
 

@@ -28,9 +28,12 @@ __global__ void pad_kernel(int total, PadArgs a, const T* __restrict__ x, T* __r
       int i = rem % a.out[d] - a.pad_begin[d];
       rem /= a.out[d];
       if (i < 0 || i >= n) {
-        if (a.mode == static_cast<int>(PadMode::Constant)) constant = true;
-        else if (a.mode == static_cast<int>(PadMode::Edge)) i = i < 0 ? 0 : n - 1;
-        else i = i < 0 ? -i : 2 * (n - 1) - i;
+        if (a.mode == static_cast<int>(PadMode::Constant)) {
+          constant = true;
+          break;
+        }
+        i = a.mode == static_cast<int>(PadMode::Edge) ? (i < 0 ? 0 : n - 1)
+                                                      : (i < 0 ? -i : 2 * (n - 1) - i);
       }
       xo += i * xstride;
       xstride *= n;
