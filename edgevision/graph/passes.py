@@ -531,7 +531,8 @@ def fold_batch_norm(g: Graph) -> None:
         if any(v is None for v in params):
             continue
         gamma, beta, mean, var = (v.astype(np.float64) for v in params)
-        scale = gamma / np.sqrt(var + bn.attrs["eps"])
+        with np.errstate(all="ignore"):  # a negative variance gives NaN, as in onnxruntime
+            scale = gamma / np.sqrt(var + bn.attrs["eps"])
         if not _scale_weights(g, p, scale, beta - mean * scale):
             continue
         p.outputs = bn.outputs
