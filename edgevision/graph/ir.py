@@ -119,10 +119,6 @@ class Graph:
                     out.setdefault(i, []).append(n)
         return out
 
-    def use_count(self, name: str) -> int:
-        """Readers of a value: node inputs plus graph outputs."""
-        return sum(i == name for n in self.nodes for i in n.inputs) + self.outputs.count(name)
-
     def replace_uses(self, old: str, new: str) -> None:
         """Every node reading `old` reads `new` instead (graph outputs are left alone)."""
         for n in self.nodes:

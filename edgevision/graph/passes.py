@@ -540,6 +540,32 @@ def fold_batch_norm(g: Graph) -> None:
     g.prune_values()
 
 
+def fold_batch_norm_through_max_pool(g: Graph) -> None:
+    """conv -> max_pool -> batch_norm with every BN scale > 0: max commutes with an increasing affine
+    map, so the BN folds into the conv and the pool runs on its output (fastnet's conv-pool-BN)."""
+    for bn in [n for n in g.nodes if _is(n, "batch_norm", act="none")]:
+        cons, prod = g.consumers(), g.producers()
+        pool = prod.get(bn.inputs[0])
+        if pool is None or pool.op != "max_pool2d" or _sole_consumer(g, bn.inputs[0], cons) is not bn:
+            continue
+        conv = prod.get(pool.inputs[0])
+        if conv is None or conv.op not in ("conv2d", "conv_transpose2d") or not _epilogue_free(conv):
+            continue
+        if _sole_consumer(g, pool.inputs[0], cons) is not pool:
+            continue
+        params = [g.const(i) for i in bn.inputs[1:5]]
+        if any(v is None for v in params):
+            continue
+        gamma, beta, mean, var = (v.astype(np.float64) for v in params)
+        with np.errstate(all="ignore"):
+            scale = gamma / np.sqrt(var + bn.attrs["eps"])
+        if not np.all(scale > 0) or not _scale_weights(g, conv, scale, beta - mean * scale):
+            continue
+        pool.outputs = bn.outputs
+        g.nodes.remove(bn)
+    g.prune_values()
+
+
 def fold_constant_epilogue(g: Graph) -> None:
     """conv/gemm followed by Add/Sub of a per-channel constant, or Mul/Div by one -> new bias and
     weights (PyTorch exports Linear without bias as MatMul + Add, and scaled heads as Mul)."""
@@ -655,6 +681,7 @@ def optimize(g: Graph) -> Graph:
     fuse_silu(g)
     matmul_to_gemm(g)
     fold_batch_norm(g)
+    fold_batch_norm_through_max_pool(g)
     fold_constant_epilogue(g)
     fuse_activations(g, into=EPILOGUE_OPS - {"binary"})  # an Add may still become a residual
     fuse_residual(g)
