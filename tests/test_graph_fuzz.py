@@ -4,7 +4,6 @@ outcomes are a compiled spec or a ValueError/TypeError subclass; when the native
 compiled spec must also build and run."""
 import numpy as np
 import onnx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper

@@ -185,6 +185,20 @@ def test_spec_is_plain_python_and_numpy():
     assert [spec["values"][i]["kind"] for i in spec["outputs"]] == ["output"]
 
 
+def test_compiles_without_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+    path = tmp_path / "m.onnx"
+    onnx.save(conv_model(), str(path))
+    code = ("import sys; sys.modules['torch'] = None\n"  # any torch import now fails
+            "from edgevision.graph import compile_spec\n"
+            f"spec, _ = compile_spec({str(path)!r})\n"
+            "assert spec['steps']")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)
+
+
 def test_tensor_spec():
     s = TensorSpec("x", (1, 3, 4, 4))
     assert s.dtype == "float32" and s.nbytes == 192

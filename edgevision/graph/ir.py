@@ -56,10 +56,6 @@ class Value:
     def is_const(self) -> bool:
         return self.data is not None
 
-    @property
-    def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
 
 @dataclass
 class Node:

@@ -293,14 +293,9 @@ class Program:
             if len(out) != len(self.output_specs):
                 raise ValueError(f"out must hold {len(self.output_specs)} arrays, got {len(out)}")
             return list(out)
-        if self.device == "cpu":
-            return [np.empty(s.shape, np.float32) for s in self.output_specs]
-        try:
-            import torch
-        except ImportError:
-            raise ValueError("on CUDA pass out= (DLPack tensors) or install torch to allocate outputs") from None
-        dtype = torch.float16 if self.spec["dtype"] == "float16" else torch.float32
-        return [torch.empty(s.shape, dtype=dtype, device=self.device) for s in self.output_specs]
+        if self.device != "cpu":
+            raise ValueError("on CUDA pass out= (DLPack tensors on the device); Program allocates CPU outputs only")
+        return [np.empty(s.shape, np.float32) for s in self.output_specs]
 
     def run(self, inputs, out=None) -> list:
         """inputs: list of arrays in input_specs order (numpy on the CPU; float arrays of another
