@@ -227,8 +227,10 @@ def test_split_along_leading_axis_is_an_alias():
                         node("Mul", ["p", "q"], ["y"])], [("x", [4, 3])], [("y", None)], opset=13)
     spec, _ = compile_spec(model)
     aliases = [v for v in spec["values"] if v["kind"] == "alias"]
-    assert sorted(v["offset"] for v in aliases) == [0, 24]
+    assert sorted(v["offset"] for v in aliases) == [0, 24]  # bytes
     check_model(model, [r(4, 3)], "reference")
+    spec, _ = compile_spec(model, device="cuda", precision="fp16")
+    assert sorted(v["offset"] for v in spec["values"] if v["kind"] == "alias") == [0, 12]
 
 
 def test_plan_arena_best_fit_and_in_place():

@@ -256,6 +256,10 @@ for nm in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
     CASES[f"resize-nearest-scales-{nm}-opset13"] = (lambda n: lambda: single(
         "Resize", (1, 2, 4, 5), 13, {"sc": np.array([1, 1, 1.5, 2.5], np.float32)}, ["", "sc"], mode="nearest",
         nearest_mode=n, coordinate_transformation_mode="asymmetric" if n == "floor" else "half_pixel"))(nm)
+CASES["resize-nearest-downsample-opset10"] = lambda: single("Resize", (1, 2, 8, 9), 10,
+                                                           {"s": np.array([1, 1, 0.5, 0.4], np.float32)}, ["s"])
+CASES["resize-nearest-downsample-opset13"] = lambda: single(
+    "Resize", (1, 2, 8, 9), 13, {"sc": np.array([1, 1, 0.5, 0.4], np.float32)}, ["", "sc"], nearest_mode="round_prefer_ceil")
 CASES["resize-linear-downsample-opset13"] = lambda: single(
     "Resize", (1, 2, 8, 9), 13, {"sc": np.array([1, 1, 0.5, 0.5], np.float32)}, ["", "sc"], mode="linear")
 CASES["resize-axes-opset18"] = lambda: single("Resize", (1, 2, 4, 5), 18, {"sz": np.array([6, 10], I64)}, ["", "", "sz"],
@@ -289,6 +293,27 @@ CASES["reducemean-all-opset18"] = lambda: single("ReduceMean", (2, 3, 4), 18, ke
 CASES["reducesum-input-opset13"] = lambda: single("ReduceSum", (2, 3, 4), 13, {"ax": np.array([0, 2], I64)}, ["ax"])
 CASES["reducemax-opset13"] = lambda: single("ReduceMax", (2, 3, 4), 13, axes=[1], keepdims=0)
 CASES["reducemin-opset20"] = lambda: single("ReduceMin", (2, 3, 4), 20, {"ax": np.array([1], I64)}, ["ax"])
+
+
+def _ort_max_opset():
+    import onnxruntime
+    # onnxruntime lags the onnx package: the newest opset it runs, found by trying a trivial model
+    for opset in range(22, 9, -1):
+        try:
+            onnxruntime.InferenceSession(make_model([node("Relu", ["x"], ["y"])], [("x", [1])], [("y", [1])],
+                                                    opset=opset).SerializeToString())
+            return opset
+        except Exception:
+            continue
+    return 13
+
+
+ORT_MAX = _ort_max_opset()
+CASES[f"conv-bn-relu-pool-gemm-newest-ort-opset{ORT_MAX}"] = lambda: chain(
+    [node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node("BatchNormalization", ["c", "g", "bb", "m", "v"], ["n"]),
+     node("Relu", ["n"], ["a"]), node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+     node("Flatten", ["p"], ["f"]), node("Gemm", ["f", "fw"], ["y"], transB=1)],
+    [("x", (1, 3, 4, 4))], ORT_MAX, {"w": r(4, 3, 3, 3), **_bn_consts(4), "fw": r(5, 16)})
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
