@@ -22,7 +22,12 @@ PLAN_OPS = frozenset({
 })
 # Ops whose epilogue takes a fused activation ("act", "alpha", "beta").
 EPILOGUE_OPS = frozenset({"conv2d", "conv_transpose2d", "gemm", "binary", "batch_norm"})
-NO_ACT = {"act": "none", "alpha": 0.0, "beta": 0.0}
+# The epilogue attrs every op with an activation carries (activation itself included).
+NO_ACT = {"act": "none", "alpha": 0.0, "beta": 0.0, "residual_after_act": False}
+
+
+def act_attrs(act: str, alpha: float = 0.0, beta: float = 0.0) -> dict:
+    return {"act": act, "alpha": float(alpha), "beta": float(beta), "residual_after_act": False}
 
 
 class UnsupportedModelError(ValueError):

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import passes
-from .ir import NO_ACT, Graph, InvalidModelError, Node, UnsupportedModelError
+from .ir import NO_ACT, Graph, InvalidModelError, Node, UnsupportedModelError, act_attrs
 
 MIN_OPSET = 9
 # Largest number of bytes one value may take (a model with bigger tensors is treated as malformed).
@@ -519,8 +519,7 @@ def _conv(ctx: _NodeCtx):
     ow = (w + pads[1] + pads[3] - dil[1] * (s - 1) - 1)
     if oh < 0 or ow < 0:
         raise ctx.invalid(f"the kernel {[r, s]} (dilated) is larger than the padded input {[h, w]}")
-    attrs = {"stride": strides, "pads": pads, "dilation": dil, "groups": groups, **NO_ACT,
-             "residual_after_act": False}
+    attrs = {"stride": strides, "pads": pads, "dilation": dil, "groups": groups, **NO_ACT}
     ctx.emit_one("conv2d", [ctx.inp(0), ctx.inp(1), bias, ""],
                  [n, k, oh // strides[0] + 1, ow // strides[1] + 1], attrs, ctx.out())
 
@@ -573,7 +572,7 @@ def _conv_transpose(ctx: _NodeCtx):
     if bias and ctx.shape(2) != (k,):
         raise ctx.invalid(f"bias shape {list(ctx.shape(2))} is not [{k}]")
     attrs = {"stride": strides, "pads": pads, "output_padding": out_pad, "dilation": dil,
-             "groups": groups, **NO_ACT, "residual_after_act": False}
+             "groups": groups, **NO_ACT}
     ctx.emit_one("conv_transpose2d", [ctx.inp(0), ctx.inp(1), bias], [n, k, oh, ow], attrs, ctx.out())
 
 
@@ -605,7 +604,7 @@ def _act(name: str, alpha: float = 0.0, beta: float = 0.0):
 def _activation(ctx, act, alpha, beta):
     if ctx.g.values[ctx.inp(0)].dtype[0] not in "f" and ctx.const(0) is None:
         raise ctx.unsupported("only float inputs are supported")
-    ctx.emit_one("activation", [ctx.inp(0)], ctx.shape(0), {"act": act, "alpha": float(alpha), "beta": float(beta)}, ctx.out())
+    ctx.emit_one("activation", [ctx.inp(0)], ctx.shape(0), act_attrs(act, alpha, beta), ctx.out())
 
 
 def _clip(ctx: _NodeCtx):
@@ -937,7 +936,7 @@ def _gemm(ctx: _NodeCtx):
         else:
             scale = ctx.const_value(ctx.g.unique_name(f"{ctx.name}/alpha"), np.float32(alpha).reshape(()))
             a = ctx.emit_one("binary", [a, scale], a_shape, {"op": "mul", **NO_ACT})
-    attrs = {"trans_a": ta, "trans_b": tb, **NO_ACT, "alpha": 1.0, "residual_after_act": False}
+    attrs = {"trans_a": ta, "trans_b": tb, **NO_ACT, "alpha": 1.0}
     ctx.emit_one("gemm", [a, b, bias, residual], [m, n], attrs, ctx.out())
 
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .ir import EPILOGUE_OPS, NO_ACT, Graph, InvalidModelError, Node, UnsupportedModelError
+from .ir import EPILOGUE_OPS, NO_ACT, Graph, InvalidModelError, Node, UnsupportedModelError, act_attrs
 
 # A folded constant larger than this is treated as a malformed model (a legit model never folds one).
 MAX_FOLD_BYTES = 1 << 30
@@ -406,7 +406,7 @@ def fuse_gelu(g: Graph) -> None:
         if final is None or g.values[final].shape != g.values[x].shape:
             continue
         _replace_nodes(g, removed, Node("activation", erf.name, [x], [final],
-                                        {"act": "gelu", "alpha": 0.0, "beta": 0.0}, "Erf (GELU)"))
+                                        act_attrs("gelu"), "Erf (GELU)"))
     g.prune_values()
 
 
@@ -430,7 +430,7 @@ def fuse_silu(g: Graph) -> None:
                 continue
             if g.values[m.outputs[0]].shape != g.values[x].shape:
                 continue
-            _replace_nodes(g, [s, m], Node("activation", m.name, [x], m.outputs, {"act": act, "alpha": 0.0, "beta": 0.0},
+            _replace_nodes(g, [s, m], Node("activation", m.name, [x], m.outputs, act_attrs(act),
                                            m.onnx_op))
             break
     g.prune_values()
@@ -441,7 +441,7 @@ def matmul_to_gemm(g: Graph) -> None:
     reshape to 2-D, gemm, reshape back (so linear layers get bias and activation epilogues)."""
     for node in [n for n in g.nodes if n.op == "matmul"]:
         sa, sb = g.values[node.inputs[0]].shape, g.values[node.inputs[1]].shape
-        attrs = {"trans_a": False, "trans_b": False, **NO_ACT, "alpha": 1.0, "residual_after_act": False}
+        attrs = {"trans_a": False, "trans_b": False, **NO_ACT, "alpha": 1.0}
         if len(sa) == 2 and len(sb) == 2:
             node.op, node.attrs = "gemm", attrs
             node.inputs = node.inputs + ["", ""]
