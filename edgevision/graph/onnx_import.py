@@ -255,7 +255,11 @@ class _Importer:
             for o in node.output:
                 if o and o in g.values:
                     raise InvalidModelError(f"{ctx.describe()} writes {o!r}, which is already defined")
-            handler(ctx)
+            try:
+                handler(ctx)
+            except (IndexError, KeyError, ZeroDivisionError, OverflowError) as e:
+                # a malformed node the checks above let through must still fail cleanly
+                raise InvalidModelError(f"{ctx.describe()} is malformed ({type(e).__name__}: {e})") from None
             for o in node.output:
                 if o and o in self.used and o not in g.values:
                     raise UnsupportedModelError(f"{ctx.describe()}: its output {o!r} is not supported")
