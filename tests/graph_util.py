@@ -143,7 +143,7 @@ def run_spec_reference(spec, inputs):
             ops.global_max_pool2d(xs[0], out=y)
         elif op == "gemm":
             ops.gemm(xs[0], xs[1], xs[2], trans_a=at["trans_a"], trans_b=at["trans_b"], alpha=at["alpha"],
-                     activation=at["act"], act_alpha=at["alpha"], act_beta=at["beta"], residual=xs[3],
+                     activation=at["act"], act_alpha=at["act_alpha"], act_beta=at["act_beta"], residual=xs[3],
                      residual_after_act=at["residual_after_act"], out=y)
         elif op == "matmul":
             y[...] = np.matmul(xs[0], xs[1])

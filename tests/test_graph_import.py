@@ -214,8 +214,8 @@ def test_program_api():
     (y,) = prog.run([x])
     w = np.ones((2, 3, 3, 3))
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    ref = np.maximum(0, np.stack([[(xp[0, :, i:i + 3, j:j + 3] * w[k]).sum() for j in range(5)] for i in range(5)]
-                                 for k in range(2))[None])
+    ref = np.maximum(0, np.stack([[[(xp[0, :, i:i + 3, j:j + 3] * w[k]).sum() for j in range(5)] for i in range(5)]
+                                  for k in range(2)])[None])
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
     out = [np.empty((1, 2, 5, 5), np.float32)]
     assert prog.run([x], out=out)[0] is out[0]

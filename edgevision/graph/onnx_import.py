@@ -934,13 +934,14 @@ def _gemm(ctx: _NodeCtx):
                 residual = ctx.view(c, [m, n], 0, [0 if full[i] == 1 else dense[i] for i in range(2)])
     a, b = ctx.inp(0), ctx.inp(1)
     if alpha != 1.0:
-        # The plan's gemm "alpha" key is also the activation's alpha, so the scale goes into an operand.
+        # The IR's gemm has no scale (its alpha/beta are the activation's, as on every epilogue op):
+        # the scale goes into an operand.
         if ctx.const(1) is not None:
             b = ctx.const_value(ctx.g.unique_name(f"{ctx.name}/B"), (alpha * ctx.const(1).astype(np.float32)).astype(np.float32))
         else:
             scale = ctx.const_value(ctx.g.unique_name(f"{ctx.name}/alpha"), np.float32(alpha).reshape(()))
             a = ctx.emit_one("binary", [a, scale], a_shape, {"op": "mul", **NO_ACT})
-    attrs = {"trans_a": ta, "trans_b": tb, **NO_ACT, "alpha": 1.0}
+    attrs = {"trans_a": ta, "trans_b": tb, **NO_ACT}
     ctx.emit_one("gemm", [a, b, bias, residual], [m, n], attrs, ctx.out())
 
 

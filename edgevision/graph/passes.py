@@ -229,7 +229,7 @@ def _eval_gemm(n, xs):
     a, b, bias, res = xs
     a = a.T if n.attrs["trans_a"] else a
     b = b.T if n.attrs["trans_b"] else b
-    y = n.attrs["alpha"] * (a.astype(np.float32) @ b.astype(np.float32))
+    y = a.astype(np.float32) @ b.astype(np.float32)
     if bias is not None:
         y = y + bias
     if res is not None and not n.attrs["residual_after_act"]:
@@ -441,7 +441,7 @@ def matmul_to_gemm(g: Graph) -> None:
     reshape to 2-D, gemm, reshape back (so linear layers get bias and activation epilogues)."""
     for node in [n for n in g.nodes if n.op == "matmul"]:
         sa, sb = g.values[node.inputs[0]].shape, g.values[node.inputs[1]].shape
-        attrs = {"trans_a": False, "trans_b": False, **NO_ACT, "alpha": 1.0}
+        attrs = {"trans_a": False, "trans_b": False, **NO_ACT}
         if len(sa) == 2 and len(sb) == 2:
             node.op, node.attrs = "gemm", attrs
             node.inputs = node.inputs + ["", ""]
@@ -605,11 +605,6 @@ def fold_constant_epilogue(g: Graph) -> None:
     g.prune_values()
 
 
-# gemm's "alpha" key is its scale (kept at 1) as well as the activation's alpha, so only activations
-# without parameters fuse into it.
-GEMM_ACTS = frozenset({"relu", "sigmoid", "tanh", "silu", "hardswish", "gelu"})
-
-
 def fuse_activations(g: Graph, into=EPILOGUE_OPS) -> None:
     """activation whose input comes from a conv/gemm/binary/batch_norm (ops in `into`) that nothing
     else reads -> the producer's epilogue."""
@@ -620,11 +615,7 @@ def fuse_activations(g: Graph, into=EPILOGUE_OPS) -> None:
             continue
         if p.attrs.get("residual_after_act") or _sole_consumer(g, a.inputs[0], cons) is not a:
             continue
-        if p.op == "gemm" and a.attrs["act"] not in GEMM_ACTS:
-            continue
-        p.attrs["act"] = a.attrs["act"]
-        if p.op != "gemm":
-            p.attrs.update(alpha=a.attrs["alpha"], beta=a.attrs["beta"])
+        p.attrs.update(act=a.attrs["act"], alpha=a.attrs["alpha"], beta=a.attrs["beta"])
         p.outputs = a.outputs
         g.nodes.remove(a)
     g.prune_values()

@@ -102,7 +102,7 @@ def lower(g: Graph, *, device: str = "cpu", dtype: str = "float32", num_threads:
             if o not in vid:
                 vid[o] = add(o, g.values[o].shape, "arena")
         steps.append({"op": "copy" if node.op == "identity" else node.op, "name": node.name,
-                      "inputs": inputs, "outputs": [vid[o] for o in node.outputs], "attrs": _plain(node.attrs)})
+                      "inputs": inputs, "outputs": [vid[o] for o in node.outputs], "attrs": _step_attrs(node)})
     for src, out_id in copies:
         steps.append({"op": "copy", "name": f"output {values[out_id]['name']}", "inputs": [ref(src)],
                       "outputs": [out_id], "attrs": {}})
@@ -115,6 +115,16 @@ def lower(g: Graph, *, device: str = "cpu", dtype: str = "float32", num_threads:
     return {"device": device, "dtype": dtype, "num_threads": int(num_threads), "arena_bytes": int(arena_bytes),
             "constants": constants, "values": values, "steps": steps,
             "inputs": [vid[n] for n in g.inputs], "outputs": output_ids}
+
+
+def _step_attrs(node) -> dict:
+    """The IR attrs in the plan's terms: the plan's gemm calls its scale alpha (always 1 here: the importer
+    folds any scale into an operand) and its activation's parameters act_alpha / act_beta."""
+    attrs = _plain(node.attrs)
+    if node.op == "gemm":
+        attrs["act_alpha"], attrs["act_beta"] = attrs.pop("alpha"), attrs.pop("beta")
+        attrs["alpha"] = 1.0
+    return attrs
 
 
 def _plain(attrs: dict) -> dict:
