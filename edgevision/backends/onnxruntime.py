@@ -23,11 +23,9 @@ class OnnxRuntimeEngine(Engine):
             raise ValueError(f"the onnxruntime backend runs fp32, or int8 with calib=IMAGE_DIR; not {precision!r}")
         data = source.data
         if precision == "int8":
-            if calib is None:
-                raise ValueError("precision='int8' needs calibration images: calib=IMAGE_DIR")
             from .quantize import quantized_model
 
-            data = quantized_model(source, calib, num_images=calib_images)
+            data = quantized_model(source, calib, num_images=calib_images, input_shapes=input_shapes)
         if device == "cpu":
             providers = ["CPUExecutionProvider"]
         else:

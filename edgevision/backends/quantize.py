@@ -4,7 +4,8 @@ directly (and ONNX Runtime runs, which is how its accuracy is checked without a 
 onnxruntime.quantization.quantize_static with a CalibrationDataReader over an image folder, each image through
 the model's own preprocessing from its metadata (edgevision.backends.base.preprocess_image); generator
 models calibrate on seeded random latents instead. Settings for TensorRT: QDQ format, signed int8,
-symmetric activations and weights, per-channel weights, only the compute ops (Conv, ConvTranspose, Gemm,
+symmetric activations and weights, per-channel weights, biases left in float (TensorRT takes no int32
+bias DequantizeLinear; it fuses the float bias itself), only the compute ops (Conv, ConvTranspose, Gemm,
 MatMul) quantised. Results are cached (cache.py) by model hash, calibration files and settings.
 """
 from __future__ import annotations
@@ -84,7 +85,8 @@ def quantize_qdq(source: ModelSource, feeds: list[dict]) -> bytes:
         q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
                           per_channel=True, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
                           calibrate_method=q.CalibrationMethod.MinMax,
-                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                         "QuantizeBias": False})
         return Path(dst).read_bytes()
 
 
