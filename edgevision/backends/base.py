@@ -291,8 +291,9 @@ class Engine:
             dtype, shape = str(x.dtype).replace("torch.", ""), tuple(x.shape)
         else:
             raise TypeError(f"input {spec.name!r}: expected a numpy array or a torch tensor, got {type(x).__name__}")
-        if dtype != spec.dtype:
-            raise TypeError(f"input {spec.name!r}: expected dtype {spec.dtype}, got {dtype}")
+        expected = np.dtype(spec.dtype).name
+        if dtype != expected:
+            raise TypeError(f"input {spec.name!r}: expected dtype {expected}, got {dtype}")
         ok = len(shape) == len(spec.shape) and all(
             (d >= 1 if i in variable else d == e) for i, (d, e) in enumerate(zip(shape, spec.shape)))
         if not ok:

@@ -83,7 +83,7 @@ class NativeEngine(Engine):
 
         staged = [a if is_torch(a) and torch_device_of(a) == self.device else to_torch(
             a if isinstance(a, np.ndarray) else a.cpu().numpy(), self.device) for a in arrays]
-        outs = [torch.empty(s.shape, dtype=getattr(torch, s.dtype), device=self.device) for s in program.output_specs]
+        outs = [torch.empty(s.shape, dtype=getattr(torch, np.dtype(s.dtype).name), device=self.device) for s in program.output_specs]
         program.plan.run(staged, outs, stream)
         return outs
 

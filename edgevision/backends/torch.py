@@ -449,7 +449,7 @@ class TorchEngine(Engine):
 
         ins = [TensorSpec(s.name, tuple(s.shape), dt if s.dtype in _TORCH_DTYPES else s.dtype) for s in specs]
         outs = [TensorSpec(plan.values[v]["name"], tuple(plan.values[v]["shape"]), dt) for v in plan.outputs]
-        super().__init__(source, device=device, precision=precision, input_spec=ins, output_spec=outs,
+        super().__init__(source, device=self._torch_device, precision=precision, input_spec=ins, output_spec=outs,
                          variable_dims=source.dynamic_dims())
 
     def _run(self, arrays):
