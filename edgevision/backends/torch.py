@@ -37,7 +37,7 @@ class TorchPlan:
             raise ValueError(f"plan dtype must be one of {_TORCH_DTYPES}, got {dtype!r}")
         self.dtype = getattr(torch, dtype)
         self.values = spec["values"]
-        self.constants = [torch.as_tensor(np.asarray(c, dtype=np.float32)).to(self.device, self.dtype)
+        self.constants = [torch.tensor(np.asarray(c, dtype=np.float32)).to(self.device, self.dtype)
                           for c in spec["constants"]]
         self.inputs, self.outputs, self.steps = list(spec["inputs"]), list(spec["outputs"]), list(spec["steps"])
         for step in self.steps:
