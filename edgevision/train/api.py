@@ -80,7 +80,7 @@ def train_sr(data: str, out: str, epochs: float = 20, *, scale: int = 2, channel
              depth: int = 3, patch: int = 24, batch_size: int = 32, lr: float = 1e-3, steps_per_epoch: int = 200,
              holdout: int = 5, eval_dirs: list[str] | None = None, seed: int = 0, device: str | None = None,
              threads: int | None = None, resume: bool = True, quiet: bool = False,
-             budget_minutes: float | None = None, command: str | None = None) -> dict:
+             budget_minutes: float | None = None, command: str | None = None, init_from: str | None = None) -> dict:
     """Train ESPCN on a folder of HR images (or an SR root with T91/, Set5/, Set14/)."""
     from ..data import sr as srdata
     from .sr import SRTask, find_sets
@@ -94,6 +94,6 @@ def train_sr(data: str, out: str, epochs: float = 20, *, scale: int = 2, channel
     task = SRTask(srdata.load_images(train_dir), {k: srdata.load_images(v) for k, v in evals.items()},
                   device=ctx.device, scale=scale, channels=channels, width=width, depth=depth, patch=patch,
                   batch_size=batch_size, lr=lr, steps_per_epoch=steps_per_epoch, holdout=holdout, seed=seed,
-                  dataset=os.path.abspath(train_dir))
+                  dataset=os.path.abspath(train_dir), init_from=init_from)
     return fit(task, out, epochs, seed=seed, resume=resume, ctx=ctx, command=command, quiet=quiet,
                budget_s=budget_minutes * 60 if budget_minutes else None)

@@ -64,6 +64,7 @@ def add_train_parser(sub) -> None:
     q.add_argument("--lr", type=float, default=1e-3)
     q.add_argument("--steps-per-epoch", type=int, default=200)
     q.add_argument("--holdout", type=int, default=5, help="training images held out for validation")
+    q.add_argument("--init-from", default=None, help="SR checkpoint to start from (e.g. the x2 model for x3/x4)")
     common(q, 20)
     q.set_defaults(fn=_run_sr)
 
@@ -116,7 +117,7 @@ def _run_sr(args) -> int:
     train_sr(args.data, args.out, args.epochs, scale=args.scale, channels=args.channels, width=args.width,
              depth=args.depth, patch=args.patch, batch_size=args.batch_size, lr=args.lr,
              steps_per_epoch=args.steps_per_epoch, holdout=args.holdout, eval_dirs=args.eval_dirs,
-             command=_command(args), **_common(args))
+             init_from=args.init_from, command=_command(args), **_common(args))
     return 0
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..data import sr as srdata
 from ..models import create_model
-from .loop import per_rank
+from .loop import load_checkpoint, per_rank
 
 
 class SRTask:
@@ -24,7 +24,8 @@ class SRTask:
 
     def __init__(self, train_images: list, eval_sets: dict, *, device, scale: int = 2, channels: int = 1,
                  width: int = 64, depth: int = 3, patch: int = 24, batch_size: int = 32, lr: float = 1e-3,
-                 steps_per_epoch: int = 200, holdout: int = 5, seed: int = 0, dataset: str = ""):
+                 steps_per_epoch: int = 200, holdout: int = 5, seed: int = 0, dataset: str = "",
+                 init_from: str | None = None):
         if not 0 <= holdout < len(train_images):
             raise ValueError(f"hold-out {holdout} must leave training images (have {len(train_images)})")
         order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -35,19 +36,32 @@ class SRTask:
         self.val = srdata.eval_pairs(val_images, scale, channels)
         self.eval_sets = {name: srdata.eval_pairs(images, scale, channels) for name, images in eval_sets.items()}
         model_kwargs = {"scale": scale, "channels": channels, "width": width, "depth": depth}
-        self.net = create_model("espcn", **model_kwargs).to(device)
+        self.net = create_model("espcn", **model_kwargs)
+        if init_from:
+            self._init_from(init_from, model_kwargs)
+        self.net = self.net.to(device)
         self.train_net = self.net
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.base_lr = lr
         self.optimizers = {"model": self.opt}
         self.steps_per_epoch = steps_per_epoch
         self.config = {"model": "espcn", "model_kwargs": model_kwargs, "patch": patch, "batch_size": batch_size,
-                       "lr": lr, "holdout": holdout, "dataset": dataset}
+                       "lr": lr, "holdout": holdout, "dataset": dataset, "init_from": init_from or ""}
         self.meta = {"task": "enhance", "sr_scale": scale, "color": "rgb", "pixel_scale": 1 / 255,
                      "channels": "Y" if channels == 1 else "RGB", "mean": [0.0] * channels, "std": [1.0] * channels,
                      "input_range": [0.0, 1.0],
                      "input": ("Y of YCbCr (BT.601, 16..235 scaled to 0..1); upscale Cb, Cr with bicubic"
                                if channels == 1 else "RGB in 0..1")}
+
+    def _init_from(self, path: str, model_kwargs: dict) -> None:
+        """Start from another SR checkpoint (e.g. x3/x4 from x2): every tensor whose shape matches is copied;
+        the sub-pixel output conv, whose width is channels * scale^2, keeps its zero initialisation."""
+        source = load_checkpoint(path)["modules"]["model"]
+        own = self.net.state_dict()
+        matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if not matched:
+            raise ValueError(f"{path}: no tensor matches the shapes of this ESPCN ({model_kwargs})")
+        self.net.load_state_dict(matched, strict=False)
 
     @property
     def modules(self):
