@@ -14,7 +14,7 @@ import edgevision
 from edgevision.backends import BackendUnavailableError
 
 from conftest import TOL
-from test_engine import cache_dir, small_models  # noqa: F401 - fixtures
+from test_engine import small_models  # noqa: F401 - fixture
 
 torch = pytest.importorskip("torch")
 graph = pytest.importorskip("edgevision.graph")

@@ -52,6 +52,7 @@ def test_bundled_classifier_on_photos(backend):
     assert engine.metadata["labels"][ESPRESSO] == "espresso"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CLASSIFIER not in bundled_models(), reason=f"{CLASSIFIER} is not bundled")
 def test_bundled_classifier_int8_keeps_its_answers(tmp_path, cache_dir):
     """Calibrated on six other sample photos (never on the two it is asked about), the int8 QDQ model stays

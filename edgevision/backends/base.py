@@ -150,11 +150,32 @@ def torch_device_of(x) -> str:
     return "cpu" if x.device.type == "cpu" else f"cuda:{x.device.index or 0}"
 
 
-def to_torch(array: np.ndarray, device: str):
-    """numpy -> torch tensor on `device` (the staging copy for CUDA engines given host data)."""
+def stage_on_device(arrays, device: str) -> list:
+    """Inputs of a CUDA engine as torch tensors on `device`: those already there as they are (bound directly),
+    the rest copied there; the copies are complete on return, whatever stream the engine then runs on."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=False)
+    staged, copied = [], False
+    for a in arrays:
+        if is_torch(a) and torch_device_of(a) == device:
+            staged.append(a)
+        else:
+            host = a if isinstance(a, np.ndarray) else a.cpu().numpy()
+            staged.append(torch.from_numpy(np.ascontiguousarray(host)).to(device))
+            copied = True
+    if copied:
+        torch.cuda.current_stream(torch.device(device)).synchronize()
+    return staged
+
+
+def hold_until_done(tensors, stream: int, device: str) -> None:
+    """Tell torch's caching allocator that `stream` uses these tensors, so their memory is not handed out
+    again before the work enqueued there has run."""
+    import torch
+
+    ext = torch.cuda.ExternalStream(stream, device=torch.device(device))
+    for t in tensors:
+        t.record_stream(ext)
 
 
 def cuda_stream_handle(stream, device: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BackendUnavailableError, Engine, ProgramCache, is_torch, to_torch, torch_device_of
+from .base import BackendUnavailableError, Engine, ProgramCache, hold_until_done, is_torch, stage_on_device
 
 
 def cuda_available() -> bool:
@@ -48,8 +48,14 @@ class NativeEngine(Engine):
 
         self._programs = ProgramCache(compile_shapes)
         program = self._programs.get(tuple(tuple(s.shape) for s in specs))
-        super().__init__(source, device=self._plan_device, precision=precision, input_spec=program.input_specs,
-                         output_spec=program.output_specs, variable_dims=source.dynamic_dims())
+        # Every float the plan exchanges has its storage dtype (float16 for fp16 on CUDA), inputs and outputs too.
+        self._dtype = program.spec["dtype"]
+        from ..graph.ir import TensorSpec
+
+        super().__init__(source, device=self._plan_device, precision=precision,
+                         input_spec=[TensorSpec(s.name, tuple(s.shape), self._dtype) for s in program.input_specs],
+                         output_spec=[TensorSpec(s.name, tuple(s.shape), self._dtype) for s in program.output_specs],
+                         variable_dims=source.dynamic_dims())
 
     def _program(self, arrays):
         return self._programs.get(tuple(tuple(a.shape) for a in arrays))
@@ -81,10 +87,11 @@ class NativeEngine(Engine):
         """CUDA tensors bound directly; numpy inputs staged through torch; outputs torch on the engine's GPU."""
         import torch
 
-        staged = [a if is_torch(a) and torch_device_of(a) == self.device else to_torch(
-            a if isinstance(a, np.ndarray) else a.cpu().numpy(), self.device) for a in arrays]
-        outs = [torch.empty(s.shape, dtype=getattr(torch, np.dtype(s.dtype).name), device=self.device) for s in program.output_specs]
+        staged = stage_on_device(arrays, self.device)
+        outs = [torch.empty(tuple(s.shape), dtype=getattr(torch, self._dtype), device=self.device)
+                for s in program.output_specs]
         program.plan.run(staged, outs, stream)
+        hold_until_done(staged + outs, stream, self.device)
         return outs
 
     def summary(self) -> str:

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from . import cache
-from .base import BackendUnavailableError, Engine, is_torch, require, to_torch, torch_device_of
+from .base import BackendUnavailableError, Engine, hold_until_done, require, stage_on_device
 
 log = logging.getLogger("edgevision")
 
@@ -196,8 +196,7 @@ class TensorRTEngine(Engine):
             if a.shape and a.shape[0] > self._max_batch[s.name]:
                 raise ValueError(f"input {s.name!r}: batch {a.shape[0]} is above this engine's max_batch "
                                  f"{self._max_batch[s.name]} (load with max_batch=N to build a larger profile)")
-        staged = [a if is_torch(a) and torch_device_of(a) == self.device else to_torch(
-            a if isinstance(a, np.ndarray) else a.cpu().numpy(), self.device) for a in arrays]
+        staged = stage_on_device(arrays, self.device)
         with self._lock:
             for s, t in zip(self.input_spec, staged):
                 self._context.set_input_shape(s.name, tuple(t.shape))
@@ -210,10 +209,7 @@ class TensorRTEngine(Engine):
                 outs.append(y)
             if not self._context.execute_async_v3(stream):
                 raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        # The caching allocator must not hand these buffers out again before `stream` has used them.
-        ext = torch.cuda.ExternalStream(stream, device=self.device)
-        for t in staged + outs:
-            t.record_stream(ext)
+        hold_until_done(staged + outs, stream, self.device)
         return outs
 
     def _run(self, arrays):

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .base import BackendUnavailableError, Engine, ProgramCache, is_torch, require, to_torch, torch_device_of
+from .base import BackendUnavailableError, Engine, ProgramCache, is_torch, require, stage_on_device, torch_device_of
 
 _TORCH_DTYPES = ("float32", "float16")
 
@@ -463,7 +463,7 @@ class TorchEngine(Engine):
     def _run_async(self, arrays, stream):
         torch = _torch()
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-            staged = [a if is_torch(a) else to_torch(a, self._torch_device) for a in arrays]
+            staged = stage_on_device(arrays, self._torch_device)
             return self._plans.get(tuple(tuple(a.shape) for a in arrays)).run(staged)
 
     def summary(self) -> str:
