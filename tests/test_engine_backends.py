@@ -136,3 +136,15 @@ def test_torch_backend_without_torch(small_models, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(BackendUnavailableError, match=r"pip install edgevision\[train\]"):
         edgevision.load(small_models["cnn"], backend="torch", device="cpu")
+
+
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_other_image_sizes_compile_on_first_use(small_models, backend):
+    """An SR model's height and width are dynamic: each new size gets its own plan; results match ORT."""
+    ref = _load(small_models["espcn"], "onnxruntime", "espcn")
+    engine = _load(small_models["espcn"], backend, "espcn")
+    for shape in ((1, 1, 7, 9), (2, 1, 5, 16), (1, 1, 7, 9)):
+        x = _x(shape, seed=shape[3])
+        (y,), (expect,) = engine.run(x), ref.run(x)
+        assert y.shape == (shape[0], 1, 2 * shape[2], 2 * shape[3])
+        _close(y, expect, f"{backend} {shape}")

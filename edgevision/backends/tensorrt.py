@@ -118,8 +118,9 @@ def build_serialized(onnx_bytes: bytes, *, precision: str, profile: dict, timing
     config.add_optimization_profile(opt_profile)
     timing = config.create_timing_cache(cache.read_entry(timing_cache_path) or b"")
     config.set_timing_cache(timing, False)
-    if hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _progress_monitor(trt)
+    monitor = _progress_monitor(trt) if hasattr(trt, "IProgressMonitor") else None  # outlives the build
+    if monitor is not None:
+        config.progress_monitor = monitor
     log.info("edgevision: building a TensorRT %s engine for %s (this takes a while; cached afterwards)", precision, name)
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
