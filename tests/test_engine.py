@@ -176,6 +176,8 @@ def test_dynamic_dims_need_input_shapes(small_models):
         edgevision.load(small_models["espcn"], backend="onnxruntime", device="cpu")
     with pytest.raises(ValueError, match="does not fit"):
         edgevision.load(small_models["espcn"], backend="onnxruntime", input_shapes={"input": [1, 3, 8, 8]})
+    with pytest.raises(ValueError, match=r"batch=2 contradicts input_shapes\['input'\]"):
+        edgevision.load(small_models["espcn"], backend="onnxruntime", batch=2, input_shapes={"input": [1, 1, 8, 8]})
     with pytest.raises(ValueError, match="does not have"):
         edgevision.load(small_models["espcn"], backend="onnxruntime", input_shapes={"x": [1, 1, 8, 8]})
     engine = edgevision.load(small_models["espcn"], backend="onnxruntime", device="cpu",
@@ -247,3 +249,20 @@ def test_preprocess_follows_metadata(small_models):
     sr = edgevision.load(small_models["espcn"], backend="onnxruntime", device="cpu", input_shapes={"input": [1, 1, 8, 8]})
     y = sr.preprocess(image)
     assert y.shape == (1, 1, 32, 32) and 16 / 255 - 1e-6 <= y.min() and y.max() <= 235 / 255 + 1e-6
+
+
+def test_fixed_batch_model():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    source = ModelSource.open(model)
+    assert source.dynamic_dims() == [()] and source.resolve_shapes()[0].shape == (1, 3)
+    with pytest.raises(ValueError, match="batch=2 but input 'x' has a fixed batch of 1"):
+        source.resolve_shapes(batch=2)
+    engine = edgevision.load(model, backend="onnxruntime", device="cpu")
+    with pytest.raises(ValueError, match=r"expected shape \[1, 3\]"):  # not dynamic in the model: fixed everywhere
+        engine.run(np.zeros((2, 3), np.float32))
+    np.testing.assert_array_equal(engine.run(np.array([[-1, 0, 2]], np.float32))[0], [[0, 0, 2]])

@@ -102,11 +102,12 @@ class ModelSource:
                 if min(given, default=1) < 1:
                     raise ValueError(f"input_shapes[{s.name!r}] = {given}: dims must be positive")
                 shape = given
-            if shape and batch is not None:
-                if shape[0] is None:
-                    shape[0] = batch
-                elif shape[0] != batch:
-                    raise ValueError(f"batch={batch} but input {s.name!r} has a fixed batch of {shape[0]}")
+            if shape and batch is not None and shape[0] != batch:
+                if s.shape[0] is not None:
+                    raise ValueError(f"batch={batch} but input {s.name!r} has a fixed batch of {s.shape[0]}")
+                if shape[0] is not None:
+                    raise ValueError(f"batch={batch} contradicts input_shapes[{s.name!r}] = {shape}")
+                shape[0] = batch
             if shape and shape[0] is None:
                 shape[0] = 1
             if None in shape:
