@@ -430,14 +430,12 @@ class TorchEngine(Engine):
                              f"backend='tensorrt' (or onnxruntime with calib=)")
         if precision == "fp16" and not device.startswith("cuda"):
             raise ValueError("the torch backend runs fp16 only on CUDA; use precision='fp32' on the CPU")
-        if threads:
-            torch.set_num_threads(int(threads))
+        self._threads = int(threads or 0)
         self._torch_device = device if device != "cuda" else "cuda:0"
-        spec_device = "cpu" if device == "cpu" else "cuda:0"
         specs = source.resolve_shapes(batch, input_shapes)
 
         def compile_shapes(shapes):
-            spec, _ = compile_spec(source.proto, device=spec_device, precision=precision,
+            spec, _ = compile_spec(source.proto, device=self._torch_device, precision=precision,
                                    input_shapes={s.name: list(shape) for s, shape in zip(specs, shapes)},
                                    batch=shapes[0][0] if shapes and shapes[0] else None)
             return TorchPlan(spec, self._torch_device)
@@ -454,7 +452,16 @@ class TorchEngine(Engine):
 
     def _run(self, arrays):
         plan = self._plans.get(tuple(tuple(a.shape) for a in arrays))
-        ys = plan.run(arrays)
+        if self._threads:  # torch's thread count is process-wide: set for this run, then restored
+            torch = _torch()
+            before = torch.get_num_threads()
+            torch.set_num_threads(self._threads)
+            try:
+                ys = plan.run(arrays)
+            finally:
+                torch.set_num_threads(before)
+        else:
+            ys = plan.run(arrays)
         if isinstance(arrays[0], np.ndarray):
             return [y.cpu().numpy() for y in ys]
         device = torch_device_of(arrays[0])
