@@ -19,6 +19,11 @@ from test_engine import small_models  # noqa: F401 - fixture
 torch = pytest.importorskip("torch")
 graph = pytest.importorskip("edgevision.graph")
 
+from edgevision import _C  # noqa: E402
+
+needs_plan = pytest.mark.skipif(not hasattr(_C, "Plan"), reason="this edgevision._C has no Plan (native runtime)")
+NATIVE_AND_TORCH = [pytest.param("native", marks=needs_plan), "torch"]
+
 
 def _x(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
@@ -44,7 +49,7 @@ def _load(path, backend, key, **kw):
     return edgevision.load(path, backend=backend, device="cpu", **kw)
 
 
-@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("backend", NATIVE_AND_TORCH)
 @pytest.mark.parametrize("key", ["cnn", "espcn", "dcgan"])
 def test_backend_matches_onnxruntime(small_models, backend, key):
     ref = _load(small_models[key], "onnxruntime", key, batch=2)
@@ -67,6 +72,7 @@ def test_backend_matches_onnxruntime(small_models, backend, key):
         _close(y, expect, f"{backend} {key} batch 2 again")
 
 
+@needs_plan
 def test_torch_tensors_through_native(small_models):
     engine = _load(small_models["cnn"], "native", "cnn")
     x = _x((1, 3, 32, 32))
@@ -76,6 +82,7 @@ def test_torch_tensors_through_native(small_models):
     np.testing.assert_array_equal(y.numpy(), expect)
 
 
+@needs_plan
 def test_native_precision_and_device_errors(small_models):
     with pytest.raises(ValueError, match="int8.*tensorrt"):
         _load(small_models["cnn"], "native", "cnn", precision="int8")
@@ -92,6 +99,7 @@ def test_native_precision_and_device_errors(small_models):
             edgevision.load(small_models["cnn"], backend="native", device="cuda")
 
 
+@needs_plan
 def test_native_engine_errors_name_the_input(small_models):
     engine = _load(small_models["cnn"], "native", "cnn")
     with pytest.raises(ValueError, match=r"'input'.*\[1, 3, 31, 32\]"):
@@ -103,6 +111,7 @@ def test_native_engine_errors_name_the_input(small_models):
         engine.run(_x((1, 3, 32, 32)))
 
 
+@needs_plan
 def test_threads_separate_and_shared_engines_match_one_thread(small_models):
     """4 threads x 25 runs, each thread with its own engine and all sharing one: every result equals the
     single-threaded one bit for bit (same plan, same thread count, same summation order)."""
@@ -138,7 +147,7 @@ def test_torch_backend_without_torch(small_models, monkeypatch):
         edgevision.load(small_models["cnn"], backend="torch", device="cpu")
 
 
-@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("backend", NATIVE_AND_TORCH)
 def test_other_image_sizes_compile_on_first_use(small_models, backend):
     """An SR model's height and width are dynamic: each new size gets its own plan; results match ORT."""
     ref = _load(small_models["espcn"], "onnxruntime", "espcn")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import edgevision
+from edgevision import _C
 from edgevision.model_files import bundled_models, read_metadata
 
 from test_engine import cache_dir  # noqa: F401 - fixture
@@ -16,8 +17,9 @@ skdata = pytest.importorskip("skimage.data")
 
 CLASSIFIER = "imagenet-efficientnet-lite0"
 ESPRESSO = 967
-BACKENDS = ["onnxruntime"] + (["native"] if importlib.util.find_spec("edgevision.graph") else []) + \
-    (["torch"] if importlib.util.find_spec("torch") and importlib.util.find_spec("edgevision.graph") else [])
+_GRAPH = importlib.util.find_spec("edgevision.graph") is not None
+BACKENDS = ["onnxruntime"] + (["native"] if _GRAPH and hasattr(_C, "Plan") else []) + \
+    (["torch"] if _GRAPH and importlib.util.find_spec("torch") else [])
 
 
 def _bgr(rgb):
