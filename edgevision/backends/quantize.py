@@ -38,14 +38,18 @@ def calibration_inputs(source: ModelSource, folder, num_images: int = 64, input_
     a generator, num_images seeded random latents with one-hot classes)."""
     specs = source.resolve_shapes(None, input_shapes)
     task = source.metadata.get("task", "classify")
-    if task == "generate":
+    if task == "generate":  # latents z ~ N(0, 1); a class_onehot input cycles through the classes
         rng = np.random.default_rng(0)
         feeds = []
         for i in range(num_images):
-            z = rng.standard_normal(specs[0].shape).astype(np.float32)
-            onehot = np.zeros(specs[1].shape, np.float32)
-            onehot[:, i % specs[1].shape[1]] = 1.0
-            feeds.append({specs[0].name: z, specs[1].name: onehot})
+            feed = {}
+            for s in specs:
+                if s.name == "class_onehot":
+                    feed[s.name] = np.zeros(s.shape, np.float32)
+                    feed[s.name][:, i % s.shape[1]] = 1.0
+                else:
+                    feed[s.name] = rng.standard_normal(s.shape).astype(np.float32)
+            feeds.append(feed)
         return feeds
     if folder is None:
         raise ValueError(f"int8 calibration of a {task} model needs a folder of images (calib=IMAGE_DIR)")
