@@ -703,6 +703,254 @@ py::object postprocess_image(py::handle x_, bool swap_rb, float scale, std::arra
 }
 
 // ---------------------------------------------------------------------------------------------
+// strided_copy and the graph ops made of it (transpose, slice, expand). Each builds the strided
+// view of x that y copies. transpose, slice and expand accept any strided x (a numpy slice, a torch
+// view): they compose x's own strides with in-range indices, so every read lies inside x by
+// construction. strided_copy takes strides over a contiguous x and checks the bounds itself.
+
+py::object strided_copy_view(Call& call, const View& x, const std::vector<int64_t>& yshape,
+                             const std::vector<int64_t>& strides, int64_t offset,
+                             bool check_bounds) {
+  const char* op = call.op();
+  EV_CHECK(strides.size() == yshape.size(), op, ": shape ", shape_str(yshape), " and strides ",
+           shape_str(strides), " must have the same length");
+  for (int64_t d : yshape)
+    EV_CHECK(d >= 1 && d < kMaxDim, op, ": the result shape ", shape_str(yshape),
+             d < 1 ? " would be empty" : " is too large");
+  const int64_t xn = x.numel();
+  if (check_bounds)
+    EV_CHECK(offset >= 0 && offset < xn, op, ": offset ", offset, " is outside x of ", xn,
+             " elements");
+  // Lowest and highest element read, accumulated without overflow: each span is checked against
+  // the size of x before it is formed.
+  int64_t lo = offset, hi = offset;
+  StridedCopyShape s;
+  s.ndim = 0;
+  s.x_offset = offset;
+  for (size_t d = 0; d < yshape.size(); ++d) {
+    if (yshape[d] == 1) continue;  // its stride is never used
+    const int64_t st = strides[d];
+    if (check_bounds) {
+      const int64_t mag = st == std::numeric_limits<int64_t>::min() ? xn + 1 : (st < 0 ? -st : st);
+      EV_CHECK(mag == 0 || (mag <= xn && yshape[d] - 1 <= xn / mag), op, ": stride ", st,
+               " along dimension ", d, " (extent ", yshape[d], ") reads outside x of shape ",
+               x.shape_str());
+      (st < 0 ? lo : hi) += (yshape[d] - 1) * st;
+      EV_CHECK(lo >= 0 && hi < xn, op, ": the view (shape ", shape_str(yshape), ", strides ",
+               shape_str(strides), ", offset ", offset, ") reads outside x of shape ",
+               x.shape_str());
+    }
+    EV_CHECK(s.ndim < kMaxDims, op, ": the result has more than ", kMaxDims,
+             " dimensions of extent > 1");
+    s.shape[s.ndim] = yshape[d];
+    s.x_strides[s.ndim] = st;
+    ++s.ndim;
+  }
+  if (s.ndim == 0) s.ndim = 1, s.shape[0] = 1, s.x_strides[0] = 0;
+  View y;
+  py::object out = call.output(yshape, &y);
+  if (call.cuda()) {
+    EV_IF_CUDA(call.run([&] { strided_copy_cuda(s, call.dtype(), x.data, y.data, call.stream()); }));
+  } else {
+    call.run([&] { (call.reference() ? strided_copy_ref : strided_copy_cpu)(s, f32(x), f32(y)); });
+  }
+  return out;
+}
+
+py::object strided_copy(py::handle x_, std::vector<int64_t> shape, std::vector<int64_t> strides,
+                        int64_t offset, py::handle alloc, bool reference, std::uintptr_t stream) {
+  Call call("strided_copy", alloc, reference, stream);
+  View x = call.input(x_, "x", -1);
+  EV_CHECK(!shape.empty(), "strided_copy: shape must have at least one dimension");
+  return strided_copy_view(call, x, shape, strides, offset, true);
+}
+
+py::object transpose(py::handle x_, std::optional<std::vector<int64_t>> perm, py::handle alloc,
+                     bool reference, std::uintptr_t stream) {
+  Call call("transpose", alloc, reference, stream);
+  View x = call.input(x_, "x", -1, {}, /*allow_strided=*/true);
+  const int nd = x.ndim();
+  EV_CHECK(nd >= 1, "transpose: x must have at least one dimension");
+  std::vector<int64_t> p(nd);
+  for (int i = 0; i < nd; ++i) p[i] = nd - 1 - i;
+  if (perm) {
+    EV_CHECK(static_cast<int>(perm->size()) == nd, "transpose: perm ", shape_str(*perm),
+             " must list each of the ", nd, " axes of x ", x.shape_str(), " once");
+    std::vector<bool> seen(nd, false);
+    for (int i = 0; i < nd; ++i) {
+      p[i] = normalize_axis((*perm)[i], nd, "transpose");
+      EV_CHECK(!seen[p[i]], "transpose: perm ", shape_str(*perm), " repeats axis ", p[i]);
+      seen[p[i]] = true;
+    }
+  }
+  std::vector<int64_t> shape(nd), strides(nd);
+  for (int i = 0; i < nd; ++i) shape[i] = x.shape[p[i]], strides[i] = x.strides[p[i]];
+  return strided_copy_view(call, x, shape, strides, 0, false);
+}
+
+// ONNX Slice (numpy basic slicing): negative starts/ends count from the end, then both are clamped
+// to the axis ([0, dim] for positive steps, [-1, dim - 1] for negative ones).
+py::object slice(py::handle x_, std::vector<int64_t> starts, std::vector<int64_t> ends,
+                 std::optional<std::vector<int64_t>> axes, std::optional<std::vector<int64_t>> steps,
+                 py::handle alloc, bool reference, std::uintptr_t stream) {
+  Call call("slice", alloc, reference, stream);
+  View x = call.input(x_, "x", -1, {}, /*allow_strided=*/true);
+  const int nd = x.ndim();
+  EV_CHECK(nd >= 1, "slice: x must have at least one dimension");
+  const size_t k = starts.size();
+  EV_CHECK(ends.size() == k && (!axes || axes->size() == k) && (!steps || steps->size() == k),
+           "slice: starts, ends, axes and steps must have the same length, got ", k, ", ",
+           ends.size(), ", ", axes ? axes->size() : k, ", ", steps ? steps->size() : k);
+  EV_CHECK(k <= static_cast<size_t>(nd), "slice: ", k, " axes given for x ", x.shape_str());
+  std::vector<int64_t> shape = x.shape, strides = x.strides;
+  const std::vector<int64_t>& xs = x.strides;
+  std::vector<bool> seen(nd, false);
+  int64_t offset = 0;
+  for (size_t i = 0; i < k; ++i) {
+    const int64_t a = normalize_axis(axes ? (*axes)[i] : static_cast<int64_t>(i), nd, "slice");
+    EV_CHECK(!seen[a], "slice: axis ", a, " is given twice");
+    seen[a] = true;
+    const int64_t dim = x.shape[a];
+    int64_t step = steps ? (*steps)[i] : 1;
+    EV_CHECK(step != 0, "slice: steps must be non-zero (axis ", a, ")");
+    // A step longer than the axis takes one element, whatever its size: bounding it keeps
+    // step * stride from overflowing.
+    step = std::max(-(dim + 1), std::min(dim + 1, step));
+    int64_t b = starts[i], e = ends[i];
+    if (b < 0) b += dim;
+    if (e < 0) e += dim;
+    int64_t len;
+    if (step > 0) {
+      b = std::clamp<int64_t>(b, 0, dim);
+      e = std::clamp<int64_t>(e, 0, dim);
+      len = e > b ? (e - b + step - 1) / step : 0;
+    } else {
+      b = std::clamp<int64_t>(b, 0, dim - 1);
+      e = std::clamp<int64_t>(e, -1, dim - 1);
+      len = b > e ? (b - e - step - 1) / -step : 0;
+    }
+    EV_CHECK(len >= 1, "slice: axis ", a, " of x ", x.shape_str(), " sliced from ", starts[i],
+             " to ", ends[i], " by ", steps ? (*steps)[i] : 1, " is empty");
+    shape[a] = len;
+    strides[a] = step * xs[a];
+    offset += b * xs[a];
+  }
+  return strided_copy_view(call, x, shape, strides, offset, false);
+}
+
+// ONNX Expand: x and `shape` broadcast against each other (numpy rules, either side may be 1).
+py::object expand(py::handle x_, std::vector<int64_t> shape, py::handle alloc, bool reference,
+                  std::uintptr_t stream) {
+  Call call("expand", alloc, reference, stream);
+  View x = call.input(x_, "x", -1, {}, /*allow_strided=*/true);
+  const int nd = std::max<int>(x.ndim(), static_cast<int>(shape.size()));
+  EV_CHECK(nd >= 1, "expand: x and shape are both empty");
+  std::vector<int64_t> yshape(nd), strides(nd);
+  for (int i = 0; i < nd; ++i) {
+    const int ix = i - (nd - x.ndim()), is = i - (nd - static_cast<int>(shape.size()));
+    const int64_t ex = ix >= 0 ? x.shape[ix] : 1, es = is >= 0 ? shape[is] : 1;
+    EV_CHECK(es >= 1, "expand: shape ", shape_str(shape), " must have dimensions >= 1");
+    EV_CHECK(ex == es || ex == 1 || es == 1, "expand: x ", x.shape_str(), " cannot be broadcast to ",
+             shape_str(shape), " (dimension ", i, ": ", ex, " vs ", es, ")");
+    yshape[i] = std::max(ex, es);
+    strides[i] = ex == 1 ? 0 : x.strides[ix];
+  }
+  return strided_copy_view(call, x, yshape, strides, 0, false);
+}
+
+py::object pad(py::handle x_, std::vector<int64_t> begin, std::vector<int64_t> end, PadMode mode,
+               float value, py::handle alloc, bool reference, std::uintptr_t stream) {
+  Call call("pad", alloc, reference, stream);
+  View x = call.input(x_, "x", -1);
+  const int nd = x.ndim();
+  EV_CHECK(nd >= 1 && nd <= kMaxDims, "pad: x must have 1 to ", kMaxDims, " dimensions, got ",
+           x.shape_str());
+  EV_CHECK(static_cast<int>(begin.size()) == nd && static_cast<int>(end.size()) == nd,
+           "pad: pads_begin ", shape_str(begin), " and pads_end ", shape_str(end),
+           " must each have one entry per dimension of x ", x.shape_str());
+  PadShape s;
+  s.ndim = nd, s.mode = mode, s.value = value;
+  std::vector<int64_t> yshape(nd);
+  for (int d = 0; d < nd; ++d) {
+    check_range(begin[d], 0, "pad", "pads_begin");
+    check_range(end[d], 0, "pad", "pads_end");
+    EV_CHECK(mode != PadMode::Reflect || (begin[d] < x.shape[d] && end[d] < x.shape[d]),
+             "pad: reflect pads must be smaller than the padded dimension; dimension ", d, " of x ",
+             x.shape_str(), " is padded by (", begin[d], ", ", end[d], ")");
+    s.shape[d] = x.shape[d], s.pad_begin[d] = begin[d], s.pad_end[d] = end[d];
+    yshape[d] = s.out_dim(d);
+  }
+  View y;
+  py::object out = call.output(yshape, &y);
+  if (call.cuda()) {
+    EV_IF_CUDA(call.run([&] { pad_cuda(s, call.dtype(), x.data, y.data, call.stream()); }));
+  } else {
+    call.run([&] { (call.reference() ? pad_ref : pad_cpu)(s, f32(x), f32(y)); });
+  }
+  return out;
+}
+
+py::object lrn(py::handle x_, int64_t size, float alpha, float beta, float bias, py::handle alloc,
+               bool reference, std::uintptr_t stream) {
+  Call call("lrn", alloc, reference, stream);
+  View x = call.input(x_, "x", -1);
+  EV_CHECK(x.ndim() >= 2, "lrn: x must be [n, c, ...], got ", x.shape_str());
+  check_range(size, 1, "lrn", "size");
+  LrnShape s;
+  s.n = x.shape[0], s.c = x.shape[1], s.size = size;
+  for (int i = 2; i < x.ndim(); ++i) s.hw *= x.shape[i];
+  s.alpha = alpha, s.beta = beta, s.bias = bias;
+  View y;
+  py::object out = call.output(x.shape, &y);
+  if (call.cuda()) {
+    EV_IF_CUDA(call.run([&] { lrn_cuda(s, call.dtype(), x.data, y.data, call.stream()); }));
+  } else {
+    call.run([&] { (call.reference() ? lrn_ref : lrn_cpu)(s, f32(x), f32(y)); });
+  }
+  return out;
+}
+
+// Reduces over `axes`, a contiguous run of axes in any order (empty: all of them, as ONNX does).
+py::object reduce(py::handle x_, std::vector<int64_t> axes, ReduceOp opk, bool keepdims,
+                  py::handle alloc, bool reference, std::uintptr_t stream) {
+  static const char* names[] = {"reduce_mean", "reduce_sum", "reduce_max", "reduce_min"};
+  const char* op = names[static_cast<int>(opk)];
+  Call call(op, alloc, reference, stream);
+  View x = call.input(x_, "x", -1);
+  const int nd = x.ndim();
+  EV_CHECK(nd >= 1, op, ": x must have at least one dimension");
+  std::vector<int64_t> ax;
+  for (int64_t a : axes) ax.push_back(normalize_axis(a, nd, op));
+  if (ax.empty())
+    for (int i = 0; i < nd; ++i) ax.push_back(i);
+  std::sort(ax.begin(), ax.end());
+  for (size_t i = 1; i < ax.size(); ++i) {
+    EV_CHECK(ax[i] != ax[i - 1], op, ": axis ", ax[i], " is given twice");
+    EV_CHECK(ax[i] == ax[i - 1] + 1, op, ": axes ", shape_str(axes),
+             " must be a contiguous run of axes (transpose first to reduce others)");
+  }
+  ReduceShape s;
+  s.op = opk;
+  std::vector<int64_t> yshape;
+  for (int i = 0; i < nd; ++i) {
+    const bool reduced = i >= ax.front() && i <= ax.back();
+    if (i < ax.front()) s.outer *= x.shape[i];
+    else if (reduced) s.dim *= x.shape[i];
+    else s.inner *= x.shape[i];
+    if (!reduced) yshape.push_back(x.shape[i]);
+    else if (keepdims) yshape.push_back(1);
+  }
+  View y;
+  py::object out = call.output(yshape, &y);
+  if (call.cuda()) {
+    EV_IF_CUDA(call.run([&] { reduce_cuda(s, call.dtype(), x.data, y.data, call.stream()); }));
+  } else {
+    call.run([&] { (call.reference() ? reduce_ref : reduce_cpu)(s, f32(x), f32(y)); });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 py::dict build_info() {
   py::dict d;
@@ -810,6 +1058,12 @@ PYBIND11_MODULE(_C, m) {
       .value("ADD", BinaryOp::Add).value("SUB", BinaryOp::Sub).value("MUL", BinaryOp::Mul)
       .value("DIV", BinaryOp::Div);
   py::enum_<Interp>(m, "Interp").value("NEAREST", Interp::Nearest).value("BILINEAR", Interp::Bilinear);
+  py::enum_<PadMode>(m, "PadMode")
+      .value("CONSTANT", PadMode::Constant).value("REFLECT", PadMode::Reflect)
+      .value("EDGE", PadMode::Edge);
+  py::enum_<ReduceOp>(m, "ReduceOp")
+      .value("MEAN", ReduceOp::Mean).value("SUM", ReduceOp::Sum).value("MAX", ReduceOp::Max)
+      .value("MIN", ReduceOp::Min);
 
   // Every op: tensors first, then its parameters, then (alloc, reference, stream).
   m.def("conv2d", &conv2d);
@@ -838,6 +1092,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("concat", &concat);
   m.def("preprocess", &preprocess);
   m.def("postprocess_image", &postprocess_image);
+  m.def("strided_copy", &strided_copy);
+  m.def("transpose", &transpose);
+  m.def("slice", &slice);
+  m.def("expand", &expand);
+  m.def("pad", &pad);
+  m.def("lrn", &lrn);
+  m.def("reduce", &reduce);
 
   m.def("build_info", &build_info, "How this extension was built and what it sees (see edgevision.info)");
   m.def("set_num_threads", [](int n) {

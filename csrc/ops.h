@@ -260,6 +260,95 @@ void concat_ref(const ConcatShape&, const float* const* xs, float* y);
 void concat_cpu(const ConcatShape&, const float* const* xs, float* y);
 
 // ---------------------------------------------------------------------------------------------
+// strided_copy: y (dense, row-major, `shape`) [i0..i{nd-1}] = x[x_offset + sum_d i_d * x_strides[d]].
+// Strides are in elements and may be 0 (broadcast: Expand) or negative (Slice with negative steps);
+// the caller guarantees that every index read lies inside x. Transpose, Slice, Split and Expand are
+// all this op. Here and in pad, lrn and reduce below, x and y must not overlap.
+// ---------------------------------------------------------------------------------------------
+struct StridedCopyShape {
+  int ndim = 1;
+  int64_t shape[kMaxDims] = {1};
+  int64_t x_strides[kMaxDims] = {0};
+  int64_t x_offset = 0;
+  int64_t numel() const {
+    int64_t t = 1;
+    for (int i = 0; i < ndim; ++i) t *= shape[i];
+    return t;
+  }
+  // The same copy with size-1 dims dropped and neighbours merged where x is contiguous across them
+  // (the output always is), so a channel shuffle [n, g, c/g, h, w] -> [n, c/g, g, h, w] reaches a
+  // kernel as rows of h * w contiguous elements. At least one dim.
+  StridedCopyShape coalesced() const {
+    StridedCopyShape c;
+    c.ndim = 0;
+    c.x_offset = x_offset;
+    for (int i = 0; i < ndim; ++i) {
+      if (shape[i] == 1) continue;
+      if (c.ndim > 0 && c.x_strides[c.ndim - 1] == x_strides[i] * shape[i]) {
+        c.shape[c.ndim - 1] *= shape[i];
+        c.x_strides[c.ndim - 1] = x_strides[i];
+        continue;
+      }
+      c.shape[c.ndim] = shape[i];
+      c.x_strides[c.ndim] = x_strides[i];
+      ++c.ndim;
+    }
+    if (c.ndim == 0) {
+      c.ndim = 1;
+      c.shape[0] = 1;
+      c.x_strides[0] = 0;
+    }
+    return c;
+  }
+};
+void strided_copy_ref(const StridedCopyShape&, const float* x, float* y);
+void strided_copy_cpu(const StridedCopyShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// pad: x (dense, `shape`) -> y of out_dim(d) = shape[d] + pad_begin[d] + pad_end[d] (pads >= 0; ONNX
+// negative pads are lowered to a Slice by the importer). Constant fills `value`; Reflect mirrors
+// without repeating the edge (numpy 'reflect', requires pads < shape[d]); Edge repeats the edge.
+// ---------------------------------------------------------------------------------------------
+enum class PadMode : int { Constant = 0, Reflect = 1, Edge = 2 };
+struct PadShape {
+  int ndim = 1;
+  int64_t shape[kMaxDims] = {1};
+  int64_t pad_begin[kMaxDims] = {0};
+  int64_t pad_end[kMaxDims] = {0};
+  PadMode mode = PadMode::Constant;
+  float value = 0.f;
+  int64_t out_dim(int d) const { return shape[d] + pad_begin[d] + pad_end[d]; }
+};
+void pad_ref(const PadShape&, const float* x, float* y);
+void pad_cpu(const PadShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// lrn (ONNX LRN, across channels): x, y [n, c, hw];
+//   y = x / (bias + alpha / size * sum_{c' in [c - floor((size-1)/2), c + ceil((size-1)/2)]} x[c']^2)^beta
+// (channels outside [0, c) contribute nothing). For odd sizes this is torch's local_response_norm;
+// for even sizes the window leans the other way (torch: [c - size/2, c + size/2 - 1]).
+// ---------------------------------------------------------------------------------------------
+struct LrnShape {
+  int64_t n = 1, c = 1, hw = 1;
+  int64_t size = 1;
+  float alpha = 1e-4f, beta = 0.75f, bias = 1.f;
+};
+void lrn_ref(const LrnShape&, const float* x, float* y);
+void lrn_cpu(const LrnShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// reduce over the middle axis of x viewed as [outer, dim, inner] -> y [outer, inner]. Max and Min
+// propagate NaN (like torch.amax and numpy.max).
+// ---------------------------------------------------------------------------------------------
+enum class ReduceOp : int { Mean = 0, Sum = 1, Max = 2, Min = 3 };
+struct ReduceShape {
+  int64_t outer = 1, dim = 1, inner = 1;
+  ReduceOp op = ReduceOp::Mean;
+};
+void reduce_ref(const ReduceShape&, const float* x, float* y);
+void reduce_cpu(const ReduceShape&, const float* x, float* y);
+
+// ---------------------------------------------------------------------------------------------
 // preprocess: one uint8 HWC camera frame (3 channels, BGR or RGB, rows `row_bytes` apart so ROIs and
 // padded rows work) -> float [3, out_h, out_w] (NCHW for one image; write into a batch by offsetting
 // dst). In one pass: resize to resize_h x resize_w (bilinear half-pixel like cv2.INTER_LINEAR without
@@ -330,6 +419,10 @@ void batch_norm_cuda(const BatchNormShape&, DType dt, const void* x, const void*
                      const Epilogue&, Stream);
 // Inputs may have different sizes along the axis; xs is a HOST array of device pointers.
 void concat_cuda(const ConcatShape&, DType dt, const void* const* xs, void* y, Stream);
+void strided_copy_cuda(const StridedCopyShape&, DType dt, const void* x, void* y, Stream);
+void pad_cuda(const PadShape&, DType dt, const void* x, void* y, Stream);
+void lrn_cuda(const LrnShape&, DType dt, const void* x, void* y, Stream);
+void reduce_cuda(const ReduceShape&, DType dt, const void* x, void* y, Stream);
 // src is uint8 on the device; dst is `dt` (F16 halves the bytes the model's first layer reads).
 void preprocess_cuda(const PreprocessShape&, const uint8_t* src, DType dt, void* dst, Stream);
 void postprocess_image_cuda(const PostprocessShape&, DType dt, const void* src, uint8_t* dst,

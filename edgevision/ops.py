@@ -25,7 +25,8 @@ __all__ = [
     "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
     "global_max_pool2d", "gemm", "linear", "pixel_shuffle", "resize", "softmax", "log_softmax",
     "add", "sub", "mul", "div", "activation", "batch_norm", "concat", "preprocess",
-    "postprocess_image", "set_num_threads", "get_num_threads", "ACTIVATIONS",
+    "postprocess_image", "strided_copy", "transpose", "slice", "expand", "pad", "lrn", "reduce",
+    "reduce_mean", "set_num_threads", "get_num_threads", "ACTIVATIONS",
 ]
 
 # name -> (kernel enum, default alpha, default beta)
@@ -59,6 +60,9 @@ _NEAREST_MODES = {
 }
 _INTERP = {"nearest": _C.Interp.NEAREST, "bilinear": _C.Interp.BILINEAR}
 _SHUFFLE = {"CRD": _C.ShuffleMode.CRD, "DCR": _C.ShuffleMode.DCR}
+_PAD_MODES = {"constant": _C.PadMode.CONSTANT, "reflect": _C.PadMode.REFLECT, "edge": _C.PadMode.EDGE}
+_REDUCE_OPS = {"mean": _C.ReduceOp.MEAN, "sum": _C.ReduceOp.SUM, "max": _C.ReduceOp.MAX,
+               "min": _C.ReduceOp.MIN}
 
 
 def set_num_threads(n: int) -> None:
@@ -108,6 +112,15 @@ def _pads(v, name: str = "padding") -> tuple[int, int, int, int]:
         raise ValueError(f"{name} must be an int, (ph, pw) or (top, left, bottom, right); got {tuple(v)!r}")
     ph, pw = _pair(v, name)
     return ph, pw, ph, pw
+
+
+def _ints(v, name: str) -> list[int]:
+    """A sequence of ints (a single int is a one-element list)."""
+    if isinstance(v, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of ints, got {type(v).__name__}")
+    if not isinstance(v, Sequence) and not isinstance(v, np.ndarray):
+        return [_int(v, name)]
+    return [_int(e, name) for e in v]
 
 
 def _float(v, name: str) -> float:
@@ -435,3 +448,70 @@ def postprocess_image(x, *, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=255
     return _call(_C.postprocess_image, x, _tensor(x), color != model, _float(scale, "scale"),
                  _triple(mean, "mean"), _triple(std, "std"), out=out, reference=reference,
                  stream=stream)
+
+
+def strided_copy(x, shape, strides, offset=0, *, out=None, reference=False, stream=None):
+    """Copy of the strided view of x's elements: y[i0, ..., ik] = x.flat[offset + sum(i_d *
+    strides[d])], like torch.as_strided(x, shape, strides, offset).contiguous() but strides may be
+    0 or negative (in elements). A view that would read outside x raises ValueError."""
+    return _call(_C.strided_copy, x, _tensor(x), _ints(shape, "shape"), _ints(strides, "strides"),
+                 _int(offset, "offset"), out=out, reference=reference, stream=stream)
+
+
+def transpose(x, perm=None, *, out=None, reference=False, stream=None):
+    """x with its axes permuted (numpy.transpose / torch.permute / ONNX Transpose), as a new
+    tensor; perm defaults to reversing the axes."""
+    return _call(_C.transpose, x, _tensor(x), None if perm is None else _ints(perm, "perm"),
+                 out=out, reference=reference, stream=stream)
+
+
+def slice(x, starts, ends, axes=None, steps=None, *, out=None, reference=False, stream=None):  # noqa: A001
+    """ONNX Slice, i.e. numpy basic slicing x[start:end:step] along `axes` (default 0, 1, ...):
+    negative starts/ends count from the end and out-of-range ones are clamped, so
+    slice(x, [-1], [-2**63], [1], [-1]) reverses axis 1. An empty result raises ValueError."""
+    return _call(_C.slice, x, _tensor(x), _ints(starts, "starts"), _ints(ends, "ends"),
+                 None if axes is None else _ints(axes, "axes"),
+                 None if steps is None else _ints(steps, "steps"),
+                 out=out, reference=reference, stream=stream)
+
+
+def expand(x, shape, *, out=None, reference=False, stream=None):
+    """ONNX Expand: x broadcast against `shape` with numpy rules in both directions (a 1 in either
+    keeps the other's extent), copied into a new tensor. With a full target shape this is
+    numpy.broadcast_to / torch.expand."""
+    return _call(_C.expand, x, _tensor(x), _ints(shape, "shape"), out=out, reference=reference,
+                 stream=stream)
+
+
+def pad(x, pads_begin, pads_end, mode="constant", value=0.0, *, out=None, reference=False,
+        stream=None):
+    """Pads every dimension d of x by pads_begin[d] in front and pads_end[d] behind (one entry per
+    dimension, >= 0). mode: "constant" (fills `value`), "reflect" (mirrors without repeating the
+    edge, numpy's 'reflect'; pads must be smaller than the dimension) or "edge" (repeats it).
+    F.pad(x, (l, r, t, b)) of an NCHW tensor is pad(x, (0, 0, t, l), (0, 0, b, r))."""
+    return _call(_C.pad, x, _tensor(x), _ints(pads_begin, "pads_begin"),
+                 _ints(pads_end, "pads_end"), _choice(mode, _PAD_MODES, "mode"),
+                 _float(value, "value"), out=out, reference=reference, stream=stream)
+
+
+def lrn(x, size, alpha=1e-4, beta=0.75, bias=1.0, *, out=None, reference=False, stream=None):
+    """ONNX LRN across channels of [n, c, ...]: y = x / (bias + alpha / size * sum of x^2 over the
+    channels [c - (size - 1) // 2, c + size // 2])^beta. For odd sizes this equals
+    torch.nn.functional.local_response_norm(x, size, alpha, beta, k=bias)."""
+    return _call(_C.lrn, x, _tensor(x), _int(size, "size"), _float(alpha, "alpha"),
+                 _float(beta, "beta"), _float(bias, "bias"), out=out, reference=reference,
+                 stream=stream)
+
+
+def reduce(x, axis=None, op="mean", *, keepdims=False, out=None, reference=False, stream=None):
+    """Mean, sum, max or min over `axis`: an int, or a contiguous run of axes in any order (None:
+    all axes). keepdims keeps the reduced axes with extent 1, as numpy does; without it a full
+    reduction gives a 0-d tensor. Max and min propagate NaN."""
+    axes = [] if axis is None else _ints(axis, "axis")
+    return _call(_C.reduce, x, _tensor(x), axes, _choice(op, _REDUCE_OPS, "op"), bool(keepdims),
+                 out=out, reference=reference, stream=stream)
+
+
+def reduce_mean(x, axes=None, keepdims=True, *, out=None, reference=False, stream=None):
+    """ONNX ReduceMean over a contiguous run of axes (None: all), keeping them by default."""
+    return reduce(x, axes, "mean", keepdims=keepdims, out=out, reference=reference, stream=stream)
