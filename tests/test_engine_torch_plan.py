@@ -224,6 +224,10 @@ def test_gemm_matmul_concat_batchnorm_copy():
     spec = _spec("gemm", [a], [(3, 4)], {"trans_a": False, "trans_b": True, "alpha": 0.5, "act": "tanh"},
                  [w, bias, res])
     _close(_run(spec, [a])[0], np.tanh(0.5 * a @ w.T + bias + res))
+    # gemm's activation parameters are act_alpha / act_beta: its "alpha" is the product's scale
+    spec = _spec("gemm", [a], [(3, 4)], {"trans_a": False, "trans_b": True, "alpha": 2.0, "act": "clip",
+                                         "act_alpha": -0.5, "act_beta": 0.25}, [w, bias])
+    _close(_run(spec, [a])[0], np.clip(2.0 * a @ w.T + bias, -0.5, 0.25))
     spec = _spec("gemm", [a], [(5, 5)], {"trans_a": True, "trans_b": False, "alpha": 1.0}, [_x(3, 5, seed=4)])
     _close(_run(spec, [a])[0], a.T @ _x(3, 5, seed=4))
     p, q = _x(2, 1, 3, 5), _x(4, 5, 2, seed=1)

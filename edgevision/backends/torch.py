@@ -103,7 +103,9 @@ class TorchPlan:
 # ------------------------------------------------------------------------------------------------
 # Ops: (attrs, input tensors, output shapes) -> list of output tensors
 # ------------------------------------------------------------------------------------------------
-def _act(x, attrs):
+def _act(x, attrs, key_prefix=""):
+    """The activation named by attrs["act"], its parameters from attrs[key_prefix + "alpha" / "beta"] (gemm says
+    act_alpha / act_beta: its own "alpha" is the product's scale), defaults as in edgevision.ops."""
     import torch
     import torch.nn.functional as F
 
@@ -113,7 +115,8 @@ def _act(x, attrs):
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}")
     _, a0, b0 = ACTIVATIONS[name]
-    alpha, beta = float(attrs.get("alpha", a0)), float(attrs.get("beta", b0))
+    alpha = float(attrs.get(key_prefix + "alpha", a0))
+    beta = float(attrs.get(key_prefix + "beta", b0))
     if name in (None, "none"):
         return x
     if name == "relu":
@@ -135,13 +138,13 @@ def _act(x, attrs):
     return torch.clamp(alpha * x + beta, 0.0, 1.0)  # hardsigmoid, ONNX form
 
 
-def _epilogue(y, attrs, residual=None):
+def _epilogue(y, attrs, residual=None, key_prefix=""):
     """act(y + residual), or act(y) + residual when residual_after_act: the kernels' fused epilogue."""
     if residual is None:
-        return _act(y, attrs)
+        return _act(y, attrs, key_prefix)
     if attrs.get("residual_after_act", False):
-        return _act(y, attrs) + residual
-    return _act(y + residual, attrs)
+        return _act(y, attrs, key_prefix) + residual
+    return _act(y + residual, attrs, key_prefix)
 
 
 def _pads4(attrs, key="pads"):
@@ -234,7 +237,7 @@ def _gemm(attrs, args, shapes):
     y = (a @ b) * float(attrs.get("alpha", 1.0))
     if bias is not None:
         y = y + bias.reshape(1, -1)
-    return [_epilogue(y, attrs, res)]
+    return [_epilogue(y, attrs, res, key_prefix="act_")]
 
 
 def _pixel_shuffle(attrs, args, shapes):
