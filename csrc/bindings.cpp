@@ -18,6 +18,7 @@
 
 #include "check.h"
 #include "ops.h"
+#include "runtime/plan_bindings.h"
 #include "tensor.h"
 
 namespace py = pybind11;
@@ -1099,6 +1100,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("pad", &pad);
   m.def("lrn", &lrn);
   m.def("reduce", &reduce);
+
+  bind_plan(m);
 
   m.def("build_info", &build_info, "How this extension was built and what it sees (see edgevision.info)");
   m.def("set_num_threads", [](int n) {
