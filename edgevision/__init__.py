@@ -12,4 +12,13 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = _C.VERSION
 
-__all__ = ["__version__", "info", "ops"]
+__all__ = ["__version__", "info", "ops", "load", "Engine"]
+
+
+def __getattr__(name):
+    # load/Engine come from edgevision.backends on first use: importing edgevision stays cheap (no onnx).
+    if name in ("load", "Engine"):
+        from . import backends
+
+        return getattr(backends, name)
+    raise AttributeError(f"module 'edgevision' has no attribute {name!r}")
