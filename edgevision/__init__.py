@@ -12,12 +12,16 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = _C.VERSION
 
-__all__ = ["__version__", "info", "ops", "stream"]
+__all__ = ["__version__", "info", "ops", "load", "Engine", "stream"]
 
 
 def __getattr__(name):
-    # edgevision.stream (callable: edgevision.stream(source, model=...)) pulls in OpenCV, so it loads on
-    # first use rather than with the package.
+    # load/Engine come from edgevision.backends on first use: importing edgevision stays cheap (no onnx).
+    if name in ("load", "Engine"):
+        from . import backends
+
+        return getattr(backends, name)
+    # edgevision.stream (callable: edgevision.stream(source, model=...)) is a subpackage loaded on first use.
     if name == "stream":
         import importlib
 

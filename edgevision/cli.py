@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from .backends import commands as engine_commands
 from .stream.demo import add_parser as add_demo_parser
 from .train import commands
 
@@ -25,6 +26,8 @@ def main(argv=None) -> int:
     p.set_defaults(fn=_info)
     commands.add_train_parser(sub)
     commands.add_export_parser(sub)
+    engine_commands.add_build_parser(sub)
+    engine_commands.add_run_parser(sub)
     add_demo_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -1,0 +1,258 @@
+"""Whole-model benchmark: edgevision.load engines side by side, same process, same run, same inputs.
+
+Models: the bundled ones (edgevision/bundled/*.onnx) plus resnet18, mobilenet_v2, efficientnet_lite0 (224x224,
+random weights: speed does not depend on them), the DCGAN generator (32x32) and ESPCN x2 (Y channel,
+--sr-size input), exported once with edgevision.export into --models-dir. Batch 1 and 8.
+
+Contenders: native, onnxruntime and torch on the CPU, all with --threads threads; with a GPU also native CUDA
+fp32/fp16, torch CUDA, onnxruntime CUDA (when its provider is installed) and TensorRT fp32/fp16 (when
+installed). Calls are interleaved round-robin (one run of each contender in turn) after a warm-up, so load from
+other processes hits all alike. Reported per case: median and p90 latency, images/s, the max abs difference to
+onnxruntime's CPU output, and ratio = contender median / native median of the same device (>= 1: native is
+faster). A contender that fails to load or run is listed as skipped with its error. Writes JSON (--out) and
+prints a Markdown table. Never part of the test suite.
+
+    PYTHONPATH=. python benchmarks/bench_models.py [--threads N] [--quick] [--only resnet18] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_ops import cpu_model, summarize  # noqa: E402 - the same statistics and machine facts as bench_ops
+
+BUILTIN = {  # name: (model factory kwargs, export metadata)
+    "resnet18": ({}, {"task": "classify", "input_size": [224, 224]}),
+    "mobilenet_v2": ({}, {"task": "classify", "input_size": [224, 224]}),
+    "efficientnet_lite0": ({}, {"task": "classify", "input_size": [224, 224]}),
+    "dcgan_generator": ({}, {"task": "generate", "latent_size": 128, "num_classes": 10, "output_size": [32, 32]}),
+    "espcn": ({"scale": 2, "channels": 1}, {"task": "enhance", "sr_scale": 2, "channels": "Y"}),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every contender")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--sr-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"), help="ESPCN input size")
+    p.add_argument("--min-runs", type=int, default=10, help="timed runs per contender at least")
+    p.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per contender and case")
+    p.add_argument("--quick", action="store_true", help="batch 1, 3 runs (smoke test)")
+    p.add_argument("--only", default=None, help="models whose name contains this text")
+    p.add_argument("--models-dir", default=None, help="where the exported models go (default: a temporary folder)")
+    p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/bench_models_<host>.json)")
+    return p.parse_args(argv)
+
+
+def export_models(folder: str, names) -> dict[str, str]:
+    """Export the built-in benchmark models once (kept in `folder` for later runs)."""
+    import torch
+
+    from edgevision.export import export_module
+    from edgevision.models import create_model
+
+    paths = {}
+    for name in names:
+        path = os.path.join(folder, f"{name}.onnx")
+        if not os.path.exists(path):
+            kwargs, meta = BUILTIN[name]
+            torch.manual_seed(0)
+            meta = dict(meta, model=name, labels=[str(i) for i in range(meta.get("num_classes", 1000))])
+            print(f"exporting {name} -> {path}", file=sys.stderr)
+            export_module(create_model(name, **kwargs).eval(), meta, path, name=name)
+        paths[name] = path
+    return paths
+
+
+def contenders(gpu: bool, threads: int):
+    """(label, device, load kwargs) in table order; the first of each device is the ratio's base."""
+    out = [("native", "cpu", {"backend": "native", "device": "cpu", "threads": threads}),
+           ("onnxruntime", "cpu", {"backend": "onnxruntime", "device": "cpu", "threads": threads}),
+           ("torch", "cpu", {"backend": "torch", "device": "cpu", "threads": threads})]
+    if gpu:
+        out += [("native fp32", "cuda", {"backend": "native", "device": "cuda"}),
+                ("native fp16", "cuda", {"backend": "native", "device": "cuda", "precision": "fp16"}),
+                ("torch fp32", "cuda", {"backend": "torch", "device": "cuda"}),
+                ("torch fp16", "cuda", {"backend": "torch", "device": "cuda", "precision": "fp16"}),
+                ("onnxruntime", "cuda", {"backend": "onnxruntime", "device": "cuda"}),
+                ("tensorrt fp32", "cuda", {"backend": "tensorrt", "device": "cuda"}),
+                ("tensorrt fp16", "cuda", {"backend": "tensorrt", "device": "cuda", "precision": "fp16"})]
+    return out
+
+
+def inputs_for(engine, batch: int, rng) -> list[np.ndarray]:
+    xs = []
+    for s in engine.input_spec:
+        shape = (batch,) + tuple(s.shape[1:])
+        if s.name == "class_onehot":
+            x = np.eye(shape[1], dtype=np.float32)[rng.integers(0, shape[1], batch)]
+        else:
+            x = rng.standard_normal(shape).astype(np.float32)
+        xs.append(x)
+    return xs
+
+
+def time_round_robin(fns, min_runs: int, budget: float, syncs):
+    """Interleaved timing of several callables: 2 warm-up calls each, then rounds until each has min_runs samples
+    and `budget` seconds (at most 10 x min_runs). Returns one list of seconds per callable."""
+    for f, sync in zip(fns, syncs):
+        f(); f(); sync()
+    times = [[] for _ in fns]
+    while True:
+        for f, sync, ts in zip(fns, syncs, times):
+            sync()
+            t0 = time.perf_counter()
+            f()
+            sync()
+            ts.append(time.perf_counter() - t0)
+        n = len(times[0])
+        if n >= min_runs and all(sum(ts) >= budget or n >= 10 * min_runs for ts in times):
+            return times
+        if n >= min_runs and sum(map(sum, times)) > 10 * budget * len(fns):  # very slow case
+            return times
+
+
+def bench_model(name, path, args, gpu, rng):
+    import edgevision
+
+    rows = []
+    for batch in args.batches:
+        shapes = {"input": [batch, 1, *args.sr_size]} if name == "espcn" or "espcn" in name else None
+        loaded, runs = [], []
+        for label, device, kwargs in contenders(gpu, args.threads):
+            row = {"model": name, "batch": batch, "contender": label, "device": device}
+            try:
+                opts = dict(kwargs, batch=batch, **({"input_shapes": shapes} if shapes else {}))
+                engine = edgevision.load(path, **opts)
+                row["engine_device"] = engine.device
+                loaded.append((row, engine))
+            except Exception as exc:  # noqa: BLE001 - reported per contender, the run goes on
+                row["skipped"] = f"{type(exc).__name__}: {exc}"
+                print(f"  skip {name} b{batch} {label}: {row['skipped'][:200]}", file=sys.stderr)
+            rows.append(row)
+        if not loaded:
+            continue
+        xs = inputs_for(loaded[0][1], batch, rng)
+        reference = None
+        for row, engine in loaded:
+            try:
+                ys = engine.run(xs)
+            except Exception as exc:  # noqa: BLE001
+                row["skipped"] = f"{type(exc).__name__}: {exc}"
+                continue
+            ys = [np.asarray(y.float().cpu() if hasattr(y, "cpu") else y, np.float32) for y in ys]
+            if row["contender"] == "onnxruntime" and row["device"] == "cpu":
+                reference = ys
+            runs.append((row, engine, ys))
+        for row, _, ys in runs:
+            if reference is not None:
+                row["max_abs_diff_vs_onnxruntime"] = max(float(np.abs(a - b).max()) for a, b in zip(ys, reference))
+        syncs = [_sync_for(row["device"]) for row, _, _ in runs]
+        min_runs = 3 if args.quick else args.min_runs
+        budget = args.budget / (4 if args.quick else 1)
+        times = time_round_robin([lambda e=e: e.run(xs) for _, e, _ in runs], min_runs, budget, syncs)
+        for (row, _, _), ts in zip(runs, times):
+            row.update(summarize(ts))
+            row["images_per_s"] = batch / (row["median_ms"] * 1e-3)
+        native = {}  # device -> median of its first native contender: the ratios' base
+        for row, _, _ in runs:
+            if row["contender"].startswith("native"):
+                native.setdefault(row["device"], row["median_ms"])
+        for row, _, _ in runs:
+            base = native.get(row["device"])
+            row["ratio_vs_native"] = row["median_ms"] / base if base else None
+            ratio = f"x{row['ratio_vs_native']:.2f}" if base else "(no native)"
+            print(f"  {name:24s} b{batch:<2d} {row['contender']:14s} {row['device']:4s} {row['median_ms']:9.3f} ms "
+                  f"(p90 {row['p90_ms']:.3f})  {ratio}", file=sys.stderr)
+        for _, engine in loaded:
+            engine.close()
+    return rows
+
+
+def _sync_for(device):
+    if device != "cuda":
+        return lambda: None
+    import torch
+
+    return torch.cuda.synchronize
+
+
+def markdown(rows):
+    out = ["| model | batch | contender | device | median ms | p90 ms | images/s | ratio vs native | max abs diff vs ORT |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "skipped" in r or "median_ms" not in r:
+            out.append(f"| {r['model']} | {r['batch']} | {r['contender']} | {r['device']} | skipped: "
+                       f"{r.get('skipped', 'not timed')[:120]} | | | | |")
+            continue
+        diff = r.get("max_abs_diff_vs_onnxruntime")
+        ratio = "" if r["ratio_vs_native"] is None else f"**{r['ratio_vs_native']:.2f}**"
+        out.append(f"| {r['model']} | {r['batch']} | {r['contender']} | {r['device']} | {r['median_ms']:.3f} | "
+                   f"{r['p90_ms']:.3f} | {r['images_per_s']:.1f} | {ratio} | "
+                   f"{'' if diff is None else f'{diff:.2e}'} |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.quick:
+        args.batches = [1]
+    import tempfile
+
+    import torch
+
+    import edgevision
+    from edgevision.model_files import bundled_models
+
+    torch.set_num_threads(args.threads)
+    edgevision.ops.set_num_threads(args.threads)
+    gpu = torch.cuda.is_available()
+    if gpu:  # FP32 means FP32: no TF32 for torch; cuDNN picks its best algorithms, as a deployment would
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    models_dir = args.models_dir or tempfile.mkdtemp(prefix="edgevision-bench-")
+    os.makedirs(models_dir, exist_ok=True)
+    names = [n for n in BUILTIN if not args.only or args.only in n]
+    models = {n: str(p) for n, p in bundled_models().items() if not args.only or args.only in n}
+    models.update(export_models(models_dir, names))
+    t_start, load_before = time.time(), os.getloadavg()
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, path in models.items():
+        print(f"{name}:", file=sys.stderr)
+        rows += bench_model(name, path, args, gpu, rng)
+    import json
+    import platform
+
+    result = {
+        "benchmark": "bench_models", "host": socket.gethostname(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "threads": args.threads,
+        "machine": {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name(0) if gpu else None, "load_average_before": load_before,
+                    "load_average_after": os.getloadavg()},
+        "edgevision": dict(edgevision.info()), "torch": torch.__version__,
+        "settings": {"batches": args.batches, "sr_size": args.sr_size, "min_runs": args.min_runs,
+                     "budget_s": args.budget, "quick": args.quick, "only": args.only},
+        "wall_s": time.time() - t_start, "results": rows,
+    }
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"bench_models_{socket.gethostname()}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    print(f"\n{cpu_model()}, {args.threads} threads; load average {load_before[0]:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after\n")
+    print(markdown(rows))
+    print(f"\nwrote {out} ({result['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,682 @@
+"""Graph passes over the IR: constant folding with numpy (also used by the importer as it goes),
+Identity/Dropout removal, Erf-GELU / SiLU / HardSwish pattern fusion, MatMul -> gemm, BatchNorm and
+constant bias/scale folding into conv/gemm weights, activation and residual-Add fusion into
+epilogues, dead-node removal. `optimize` runs them in the order the fusions need.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .ir import EPILOGUE_OPS, NO_ACT, Graph, InvalidModelError, Node, UnsupportedModelError, act_attrs
+
+# A folded constant larger than this is treated as a malformed model (a legit model never folds one).
+MAX_FOLD_BYTES = 1 << 30
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _check_fold_size(shape, itemsize: int = 8):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n * itemsize > MAX_FOLD_BYTES:
+        raise InvalidModelError(f"a constant of shape {list(shape)} would be too large to fold")
+
+
+# ------------------------------------------------------------------------------------------------
+# numpy semantics of ONNX ops that only ever fold (shape chains, weight arithmetic)
+# ------------------------------------------------------------------------------------------------
+
+def _int_div(a, b):
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        if np.any(b == 0):
+            raise InvalidModelError("integer division by zero in a constant expression")
+        q = np.floor_divide(a, b)
+        fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+        return q + fix  # ONNX integer Div truncates toward zero
+    return np.divide(a, b)
+
+
+def _unary(fn):
+    return lambda version, attrs, xs: [np.asarray(fn(xs[0])).astype(xs[0].dtype)]
+
+
+def _binary(fn):
+    def f(version, attrs, xs):
+        _check_fold_size(np.broadcast_shapes(xs[0].shape, xs[1].shape))
+        return [np.asarray(fn(xs[0], xs[1]))]
+    return f
+
+
+def _cast(version, attrs, xs):
+    import onnx
+    to = attrs.get("to")
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
+    except Exception:
+        raise UnsupportedModelError(f"cast to type {to!r} is not supported") from None
+    if dtype.kind not in "fiub":
+        raise UnsupportedModelError(f"cast to {dtype} is not supported")
+    return [xs[0].astype(dtype)]
+
+
+def _constant_of_shape(version, attrs, xs):
+    shape = [int(d) for d in xs[0].reshape(-1)]
+    if any(d < 0 for d in shape):
+        raise InvalidModelError(f"negative shape {shape}")
+    value = attrs.get("value")
+    if value is None:
+        fill = np.zeros(1, np.float32)
+    else:
+        from onnx import numpy_helper
+        fill = numpy_helper.to_array(value).reshape(-1)
+        if fill.size != 1:
+            raise InvalidModelError("value must hold one element")
+    _check_fold_size(shape, fill.dtype.itemsize)
+    return [np.full(shape, fill[0], fill.dtype)]
+
+
+def _range(version, attrs, xs):
+    start, limit, delta = (x.reshape(-1)[0] for x in xs)
+    if delta == 0:
+        raise InvalidModelError("Range with delta 0")
+    n = max(int(math.ceil((float(limit) - float(start)) / float(delta))), 0)
+    _check_fold_size([n])
+    return [np.arange(n, dtype=xs[0].dtype) * delta + start]
+
+
+def _where(version, attrs, xs):
+    _check_fold_size(np.broadcast_shapes(*(x.shape for x in xs)))
+    return [np.where(xs[0].astype(bool), xs[1], xs[2])]
+
+
+def _tile(version, attrs, xs):
+    reps = [int(r) for r in xs[1].reshape(-1)]
+    if len(reps) != xs[0].ndim or any(r < 0 for r in reps):
+        raise InvalidModelError(f"repeats {reps} do not fit rank {xs[0].ndim}")
+    _check_fold_size([d * r for d, r in zip(xs[0].shape, reps)])
+    return [np.tile(xs[0], reps)]
+
+
+def _minmax(fn):
+    def f(version, attrs, xs):
+        xs = [x for x in xs if x is not None]
+        _check_fold_size(np.broadcast_shapes(*(x.shape for x in xs)))
+        out = xs[0]
+        for x in xs[1:]:
+            out = fn(out, x)
+        return [out]
+    return f
+
+
+def _clip(version, attrs, xs):
+    x = xs[0]
+    lo = xs[1] if len(xs) > 1 and xs[1] is not None else None
+    hi = xs[2] if len(xs) > 2 and xs[2] is not None else None
+    if version < 11:
+        lo, hi = attrs.get("min", -np.inf), attrs.get("max", np.inf)
+    if lo is not None:
+        x = np.maximum(x, np.asarray(lo, x.dtype))
+    if hi is not None:
+        x = np.minimum(x, np.asarray(hi, x.dtype))
+    return [x]
+
+
+def _reduce_fold(fn):
+    def f(version, attrs, xs):
+        x = xs[0]
+        if len(xs) > 1 and xs[1] is not None:
+            axes = tuple(int(a) for a in xs[1].reshape(-1))
+        else:
+            axes = tuple(attrs.get("axes", ())) or None
+        if not axes and attrs.get("noop_with_empty_axes", 0):
+            return [x]
+        return [np.asarray(fn(x, axis=axes, keepdims=bool(attrs.get("keepdims", 1)))).astype(x.dtype)]
+    return f
+
+
+ONNX_FOLDERS = {
+    "Erf": _unary(lambda x: _erf(x).astype(np.float64)), "Sqrt": _unary(np.sqrt), "Exp": _unary(np.exp),
+    "Log": _unary(np.log), "Neg": _unary(np.negative), "Abs": _unary(np.abs),
+    "Reciprocal": _unary(lambda x: 1 / x), "Floor": _unary(np.floor), "Ceil": _unary(np.ceil),
+    "Round": _unary(np.rint), "Sign": _unary(np.sign), "Sin": _unary(np.sin), "Cos": _unary(np.cos),
+    "Not": _unary(np.logical_not),
+    "Pow": _binary(lambda a, b: np.power(a, b.astype(a.dtype)).astype(a.dtype)),
+    "Equal": _binary(np.equal), "Less": _binary(np.less), "LessOrEqual": _binary(np.less_equal),
+    "Greater": _binary(np.greater), "GreaterOrEqual": _binary(np.greater_equal),
+    "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
+    "Mod": _binary(lambda a, b: np.fmod(a, b) if a.dtype.kind == "f" else np.remainder(a, b)),
+    "Min": _minmax(np.minimum), "Max": _minmax(np.maximum), "Where": _where, "Range": _range,
+    "Tile": _tile, "Cast": _cast, "ConstantOfShape": _constant_of_shape, "Clip": _clip,
+    "ReduceProd": _reduce_fold(np.prod), "ReduceMean": _reduce_fold(np.mean),
+    "ReduceSum": _reduce_fold(np.sum), "ReduceMax": _reduce_fold(np.max), "ReduceMin": _reduce_fold(np.min),
+}
+# Ops above that also have a run-time lowering in onnx_import (the others are fold-only).
+_ALSO_LOWERED = {"Erf", "Clip", "Cast", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
+ONNX_FOLDERS_ONLY = sorted(set(ONNX_FOLDERS) - _ALSO_LOWERED)
+
+
+def evaluate_onnx(op_type: str, version: int, attrs: dict, arrays: list, nout: int) -> list[np.ndarray]:
+    """numpy result(s) of an ONNX node whose inputs are all constant."""
+    with np.errstate(all="ignore"):
+        return ONNX_FOLDERS[op_type](version, attrs, arrays)
+
+
+# ------------------------------------------------------------------------------------------------
+# numpy semantics of IR ops, for folding
+# ------------------------------------------------------------------------------------------------
+
+def activation_numpy(x: np.ndarray, act: str, alpha: float, beta: float) -> np.ndarray:
+    x = x.astype(np.float32)
+    if act == "none":
+        return x
+    if act == "relu":
+        return np.maximum(x, 0)
+    if act == "leaky_relu":
+        return np.where(x >= 0, x, alpha * x)
+    if act == "clip":
+        return np.minimum(np.maximum(x, alpha), beta)
+    if act == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if act == "tanh":
+        return np.tanh(x)
+    if act == "silu":
+        return x / (1 + np.exp(-x))
+    if act == "hardswish":
+        return x * np.clip(x + 3, 0, 6) / 6
+    if act == "gelu":
+        return (0.5 * x * (1 + _erf(x / math.sqrt(2)).astype(np.float64))).astype(np.float32)
+    if act == "hardsigmoid":
+        return np.clip(alpha * x + beta, 0, 1)
+    raise ValueError(f"unknown activation {act!r}")
+
+
+def _eval_binary(n, xs):
+    a, b = xs
+    op = n.attrs["op"]
+    y = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": _int_div}[op](a, b)
+    if n.attrs["act"] != "none":
+        y = activation_numpy(y, n.attrs["act"], n.attrs["alpha"], n.attrs["beta"])
+    return [np.asarray(y)]
+
+
+def _eval_strided(n, xs, shapes):
+    x = np.asarray(xs[0], order="C").reshape(-1)
+    item = x.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(x[n.attrs["x_offset"]:] if n.attrs["x_offset"] >= 0 else x,
+                                           shape=shapes[0], strides=[s * item for s in n.attrs["x_strides"]])
+    return [view.copy()]
+
+
+def _eval_pad(n, xs):
+    mode = {"constant": "constant", "reflect": "reflect", "edge": "edge"}[n.attrs["mode"]]
+    width = list(zip(n.attrs["pad_begin"], n.attrs["pad_end"]))
+    if mode == "constant":
+        return [np.pad(xs[0], width, mode, constant_values=n.attrs["value"])]
+    return [np.pad(xs[0], width, mode)]
+
+
+def _eval_reduce(n, xs, shapes):
+    a = n.attrs
+    x = xs[0].reshape(a["outer"], a["dim"], a["inner"])
+    fn = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}[a["op"]]
+    return [fn(x, axis=1).astype(xs[0].dtype).reshape(shapes[0])]
+
+
+def _eval_gemm(n, xs):
+    a, b, bias, res = xs
+    a = a.T if n.attrs["trans_a"] else a
+    b = b.T if n.attrs["trans_b"] else b
+    y = a.astype(np.float32) @ b.astype(np.float32)
+    if bias is not None:
+        y = y + bias
+    if res is not None and not n.attrs["residual_after_act"]:
+        y = y + res
+    y = activation_numpy(y, n.attrs["act"], n.attrs["alpha"], n.attrs["beta"]) if n.attrs["act"] != "none" else y
+    if res is not None and n.attrs["residual_after_act"]:
+        y = y + res
+    return [y.astype(np.float32)]
+
+
+_IR_EVAL = {
+    "binary": lambda n, xs, shapes: _eval_binary(n, xs),
+    "activation": lambda n, xs, shapes: [activation_numpy(xs[0], n.attrs["act"], n.attrs["alpha"], n.attrs["beta"])],
+    "strided_copy": _eval_strided,
+    "concat": lambda n, xs, shapes: [np.concatenate(xs, axis=n.attrs["axis"])],
+    "identity": lambda n, xs, shapes: [xs[0]],
+    "copy": lambda n, xs, shapes: [xs[0].reshape(shapes[0])],
+    "pad": lambda n, xs, shapes: _eval_pad(n, xs),
+    "reduce": _eval_reduce,
+    "matmul": lambda n, xs, shapes: [np.matmul(xs[0], xs[1])],
+    "gemm": lambda n, xs, shapes: _eval_gemm(n, xs),
+    "onnx": lambda n, xs, shapes: evaluate_onnx(n.attrs["op_type"], 0, n.attrs, xs, len(n.outputs)),
+}
+
+
+def fold_node(g: Graph, node: Node, shapes=None) -> list[str] | None:
+    """Evaluate `node` with numpy when every present input is constant; its outputs become constants
+    in `g`. Returns the output names, or None when the node does not fold."""
+    if node.op not in _IR_EVAL:
+        return None
+    if not any(node.inputs) or any(i and g.const(i) is None for i in node.inputs):
+        return None
+    if shapes is None:
+        shapes = [g.values[o].shape for o in node.outputs]
+    for s in shapes:
+        _check_fold_size(s)
+    xs = [g.const(i) if i else None for i in node.inputs]
+    with np.errstate(all="ignore"):
+        results = _IR_EVAL[node.op](node, xs, shapes)
+    for name, data, shape in zip(node.outputs, results, shapes):
+        data = np.asarray(data, order="C")
+        if tuple(data.shape) != tuple(shape):
+            data = data.reshape(shape)
+        g.add_value(name, shape, str(data.dtype), data)
+    return node.outputs
+
+
+def fold_constants(g: Graph) -> bool:
+    """Replace every node whose inputs are all constant by its folded outputs."""
+    changed = False
+    for node in list(g.nodes):
+        if fold_node(g, node) is not None:
+            g.nodes.remove(node)
+            changed = True
+    return changed
+
+
+# ------------------------------------------------------------------------------------------------
+# Structural helpers
+# ------------------------------------------------------------------------------------------------
+
+def _sole_consumer(g: Graph, name: str, consumers) -> Node | None:
+    """The one node reading `name` when nothing else (another node, a graph output) reads it."""
+    readers = consumers.get(name, [])
+    if len(readers) != 1 or name in g.outputs:
+        return None
+    node = readers[0]
+    return node if node.inputs.count(name) == 1 else None
+
+
+def _scalar(g: Graph, name: str) -> float | None:
+    data = g.const(name)
+    if data is None or data.size != 1 or data.dtype.kind != "f":
+        return None
+    return float(data.reshape(-1)[0])
+
+
+def _is(node: Node | None, ir_op: str, **attrs) -> bool:
+    return node is not None and node.op == ir_op and all(node.attrs.get(k) == v for k, v in attrs.items())
+
+
+def _other(node: Node, name: str) -> str:
+    return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+
+
+def _replace_nodes(g: Graph, old: list[Node], new: Node) -> None:
+    """Remove `old` and put `new` where the last of them was (its inputs exist by then)."""
+    index = max(g.nodes.index(n) for n in old)
+    g.nodes[index] = new
+    for n in old:
+        if n is not new and n in g.nodes:
+            g.nodes.remove(n)
+
+
+def remove_identity(g: Graph) -> None:
+    """Drop identity nodes (Identity, Dropout, no-op casts) and reshapes to the same shape: readers
+    use the input. An identity that gives a graph output renames its producer's output instead; one
+    whose input is an input, a constant or another output stays (it becomes a copy step)."""
+    producers = g.producers()
+    for node in list(g.nodes):
+        trivial = node.op == "identity" or (
+            node.op == "strided_copy" and g.values[node.inputs[0]].shape == g.values[node.outputs[0]].shape
+            and node.attrs["x_offset"] == 0 and _is_dense(g.values[node.outputs[0]].shape, node.attrs["x_strides"]))
+        if not trivial:
+            continue
+        x, y = node.inputs[0], node.outputs[0]
+        if y not in g.outputs:
+            g.replace_uses(y, x)
+            g.nodes.remove(node)
+            continue
+        p = producers.get(x)
+        if p is not None and x not in g.outputs and x not in g.inputs:
+            p.outputs = [y if o == x else o for o in p.outputs]
+            g.replace_uses(x, y)
+            g.nodes.remove(node)
+            producers = g.producers()
+    g.prune_values()
+
+
+def _is_dense(shape, strides) -> bool:
+    acc = 1
+    for d, s in zip(reversed(shape), reversed(strides)):
+        if d != 1 and s != acc:
+            return False
+        acc *= d
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Pattern fusion
+# ------------------------------------------------------------------------------------------------
+
+def _near(v: float | None, target: float, tol: float = 1e-4) -> bool:
+    return v is not None and abs(v - target) <= tol * max(1.0, abs(target))
+
+
+def fuse_gelu(g: Graph) -> None:
+    """x * 0.5 * (1 + erf(x / sqrt 2)), as PyTorch exports nn.GELU (in any association of the
+    products, with Div by sqrt 2 or Mul by 1/sqrt 2) -> one gelu activation."""
+    for erf in [n for n in g.nodes if _is(n, "onnx", op_type="Erf")]:
+        cons, prod = g.consumers(), g.producers()
+        scale = prod.get(erf.inputs[0])
+        if not (_is(scale, "binary", act="none") and _sole_consumer(g, erf.inputs[0], cons) is erf):
+            continue
+        x = scale.inputs[0]
+        c = _scalar(g, scale.inputs[1])
+        if not ((scale.attrs["op"] == "div" and _near(c, math.sqrt(2)))
+                or (scale.attrs["op"] == "mul" and _near(c, 1 / math.sqrt(2)))):
+            continue
+        add = _sole_consumer(g, erf.outputs[0], cons)
+        if not (_is(add, "binary", op="add", act="none") and _near(_scalar(g, _other(add, erf.outputs[0])), 1.0)):
+            continue
+        m = _sole_consumer(g, add.outputs[0], cons)
+        if not _is(m, "binary", op="mul", act="none"):
+            continue
+        other = _other(m, add.outputs[0])
+        removed, final = [scale, erf, add, m], None
+        if other == x:                              # (x * (1 + erf)) * 0.5
+            m2 = _sole_consumer(g, m.outputs[0], cons)
+            if _is(m2, "binary", op="mul", act="none") and _near(_scalar(g, _other(m2, m.outputs[0])), 0.5):
+                removed.append(m2)
+                final = m2.outputs[0]
+        elif _near(_scalar(g, other), 0.5):         # x * ((1 + erf) * 0.5)
+            m2 = _sole_consumer(g, m.outputs[0], cons)
+            if _is(m2, "binary", op="mul", act="none") and _other(m2, m.outputs[0]) == x:
+                removed.append(m2)
+                final = m2.outputs[0]
+        else:                                       # (x * 0.5) * (1 + erf)
+            h = prod.get(other)
+            if (_is(h, "binary", op="mul", act="none") and x in h.inputs and _near(_scalar(g, _other(h, x)), 0.5)
+                    and _sole_consumer(g, other, cons) is m):
+                removed.append(h)
+                final = m.outputs[0]
+        if final is None or g.values[final].shape != g.values[x].shape:
+            continue
+        _replace_nodes(g, removed, Node("activation", erf.name, [x], [final],
+                                        act_attrs("gelu"), "Erf (GELU)"))
+    g.prune_values()
+
+
+def fuse_silu(g: Graph) -> None:
+    """x * sigmoid(x) -> silu; x * hardsigmoid(x; 1/6, 1/2) -> hardswish."""
+    for m in [n for n in g.nodes if _is(n, "binary", op="mul", act="none")]:
+        if m not in g.nodes:
+            continue
+        cons, prod = g.consumers(), g.producers()
+        for i in (0, 1):
+            s = prod.get(m.inputs[i])
+            x = m.inputs[1 - i]
+            if not (_is(s, "activation") and s.inputs[0] == x and _sole_consumer(g, m.inputs[i], cons) is m):
+                continue
+            if s.attrs["act"] == "sigmoid":
+                act = "silu"
+            elif (s.attrs["act"] == "hardsigmoid" and _near(s.attrs["alpha"], 1 / 6, 1e-6)
+                  and _near(s.attrs["beta"], 0.5, 1e-6)):
+                act = "hardswish"
+            else:
+                continue
+            if g.values[m.outputs[0]].shape != g.values[x].shape:
+                continue
+            _replace_nodes(g, [s, m], Node("activation", m.name, [x], m.outputs, act_attrs(act),
+                                           m.onnx_op))
+            break
+    g.prune_values()
+
+
+def matmul_to_gemm(g: Graph) -> None:
+    """matmul of two 2-D operands -> gemm; of an N-D activation with a constant [k, n] matrix ->
+    reshape to 2-D, gemm, reshape back (so linear layers get bias and activation epilogues)."""
+    for node in [n for n in g.nodes if n.op == "matmul"]:
+        sa, sb = g.values[node.inputs[0]].shape, g.values[node.inputs[1]].shape
+        attrs = {"trans_a": False, "trans_b": False, **NO_ACT}
+        if len(sa) == 2 and len(sb) == 2:
+            node.op, node.attrs = "gemm", attrs
+            node.inputs = node.inputs + ["", ""]
+        elif len(sa) > 2 and len(sb) == 2 and g.const(node.inputs[1]) is not None:
+            m = int(np.prod(sa[:-1]))
+            a2 = g.unique_name(f"{node.name}/a2d")
+            y2 = g.unique_name(f"{node.name}/y2d")
+            g.add_value(a2, (m, sa[-1]))
+            g.add_value(y2, (m, sb[-1]))
+            out = node.outputs[0]
+            index = g.nodes.index(node)
+            g.nodes[index:index + 1] = [
+                Node("strided_copy", node.name, [node.inputs[0]], [a2], {"x_strides": [sa[-1], 1], "x_offset": 0}, node.onnx_op),
+                Node("gemm", node.name, [a2, node.inputs[1], "", ""], [y2], attrs, node.onnx_op),
+                Node("strided_copy", node.name, [y2], [out], {"x_strides": _dense(g.values[out].shape), "x_offset": 0},
+                     node.onnx_op),
+            ]
+
+
+def _dense(shape) -> list[int]:
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= d
+    return strides[::-1]
+
+
+def _channel_vector(data: np.ndarray, rank: int, channels: int) -> np.ndarray | None:
+    """A constant that, broadcast against a rank-`rank` [n, channels, ...] tensor, varies along dim 1
+    only -> its [channels] values; None otherwise."""
+    if data.ndim > rank or data.dtype.kind != "f":
+        return None
+    full = (1,) * (rank - data.ndim) + data.shape
+    if any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, channels):
+        return None
+    return np.broadcast_to(data.reshape(-1).astype(np.float64), (channels,))
+
+
+def _epilogue_free(node: Node) -> bool:
+    return node.attrs.get("act") == "none" and (len(node.inputs) < 4 or not node.inputs[3])
+
+
+def _scale_weights(g: Graph, node: Node, scale: np.ndarray, shift: np.ndarray) -> bool:
+    """node's output becomes out * scale[channel] + shift[channel] by rewriting its weights and bias
+    (new constants: the old ones may be shared). False when the weights are not constant."""
+    w = g.const(node.inputs[1])
+    if w is None:
+        return False
+    b = g.const(node.inputs[2]) if node.inputs[2] else None
+    if node.inputs[2] and b is None:
+        return False
+    w64 = w.astype(np.float64)
+    if node.op == "conv2d":
+        w64 = w64 * scale[:, None, None, None]
+    elif node.op == "conv_transpose2d":
+        groups = node.attrs["groups"]
+        cin, kg = w.shape[:2]
+        per = scale.reshape(groups, kg)  # output channel g * kg + j
+        w64 = (w64.reshape(groups, cin // groups, kg, *w.shape[2:]) * per[:, None, :, None, None]).reshape(w.shape)
+    elif node.op == "gemm":
+        if node.attrs["trans_a"] or w.ndim != 2:
+            return False
+        w64 = w64 * (scale[:, None] if node.attrs["trans_b"] else scale[None, :])
+    else:
+        return False
+    bias = (np.zeros_like(scale) if b is None else b.astype(np.float64)) * scale + shift
+    node.inputs[1] = g.add_const(f"{node.inputs[1]}/folded", w64.astype(np.float32))
+    node.inputs[2] = g.add_const(f"{node.name}/bias", bias.astype(np.float32))
+    return True
+
+
+def _out_channels(g: Graph, node: Node) -> int:
+    return g.values[node.outputs[0]].shape[1]
+
+
+def fold_batch_norm(g: Graph) -> None:
+    """batch_norm after a conv2d / conv_transpose2d / gemm whose output nothing else reads -> folded
+    into that node's weights and bias."""
+    for bn in [n for n in g.nodes if _is(n, "batch_norm", act="none")]:
+        cons, prod = g.consumers(), g.producers()
+        p = prod.get(bn.inputs[0])
+        if p is None or p.op not in ("conv2d", "conv_transpose2d", "gemm") or not _epilogue_free(p):
+            continue
+        if _sole_consumer(g, bn.inputs[0], cons) is not bn:
+            continue
+        params = [g.const(i) for i in bn.inputs[1:5]]
+        if any(v is None for v in params):
+            continue
+        gamma, beta, mean, var = (v.astype(np.float64) for v in params)
+        with np.errstate(all="ignore"):  # a negative variance gives NaN, as in onnxruntime
+            scale = gamma / np.sqrt(var + bn.attrs["eps"])
+        if not _scale_weights(g, p, scale, beta - mean * scale):
+            continue
+        p.outputs = bn.outputs
+        g.nodes.remove(bn)
+    g.prune_values()
+
+
+def fold_batch_norm_through_max_pool(g: Graph) -> None:
+    """conv -> max_pool -> batch_norm with every BN scale > 0: max commutes with an increasing affine
+    map, so the BN folds into the conv and the pool runs on its output (fastnet's conv-pool-BN)."""
+    for bn in [n for n in g.nodes if _is(n, "batch_norm", act="none")]:
+        cons, prod = g.consumers(), g.producers()
+        pool = prod.get(bn.inputs[0])
+        if pool is None or pool.op != "max_pool2d" or _sole_consumer(g, bn.inputs[0], cons) is not bn:
+            continue
+        conv = prod.get(pool.inputs[0])
+        if conv is None or conv.op not in ("conv2d", "conv_transpose2d") or not _epilogue_free(conv):
+            continue
+        if _sole_consumer(g, pool.inputs[0], cons) is not pool:
+            continue
+        params = [g.const(i) for i in bn.inputs[1:5]]
+        if any(v is None for v in params):
+            continue
+        gamma, beta, mean, var = (v.astype(np.float64) for v in params)
+        with np.errstate(all="ignore"):
+            scale = gamma / np.sqrt(var + bn.attrs["eps"])
+        if not np.all(scale > 0) or not _scale_weights(g, conv, scale, beta - mean * scale):
+            continue
+        pool.outputs = bn.outputs
+        g.nodes.remove(bn)
+    g.prune_values()
+
+
+def fold_constant_epilogue(g: Graph) -> None:
+    """conv/gemm followed by Add/Sub of a per-channel constant, or Mul/Div by one -> new bias and
+    weights (PyTorch exports Linear without bias as MatMul + Add, and scaled heads as Mul)."""
+    changed = True
+    while changed:
+        changed = False
+        cons, prod = g.consumers(), g.producers()
+        for node in g.nodes:
+            if not _is(node, "binary", act="none"):
+                continue
+            for i in (0, 1):
+                p = prod.get(node.inputs[i])
+                data = g.const(node.inputs[1 - i])
+                if p is None or data is None or p.op not in ("conv2d", "conv_transpose2d", "gemm"):
+                    continue
+                if not _epilogue_free(p) or _sole_consumer(g, node.inputs[i], cons) is not node:
+                    continue
+                if g.values[node.outputs[0]].shape != g.values[p.outputs[0]].shape:
+                    continue
+                op = node.attrs["op"]
+                if op in ("sub", "div") and i == 1:
+                    continue  # c - conv, c / conv
+                vec = _channel_vector(data, len(g.values[p.outputs[0]].shape), _out_channels(g, p))
+                if vec is None:
+                    continue
+                ones, zeros = np.ones_like(vec), np.zeros_like(vec)
+                scale, shift = {"add": (ones, vec), "sub": (ones, -vec), "mul": (vec, zeros),
+                                "div": (1 / vec, zeros)}[op]
+                if not np.all(np.isfinite(scale)) or not _scale_weights(g, p, scale, shift):
+                    continue
+                p.outputs = node.outputs
+                g.nodes.remove(node)
+                changed = True
+                break
+            if changed:
+                break
+    g.prune_values()
+
+
+def fuse_activations(g: Graph, into=EPILOGUE_OPS) -> None:
+    """activation whose input comes from a conv/gemm/binary/batch_norm (ops in `into`) that nothing
+    else reads -> the producer's epilogue."""
+    for a in [n for n in g.nodes if n.op == "activation"]:
+        cons, prod = g.consumers(), g.producers()
+        p = prod.get(a.inputs[0])
+        if p is None or p.op not in into or p.attrs["act"] != "none":
+            continue
+        if p.attrs.get("residual_after_act") or _sole_consumer(g, a.inputs[0], cons) is not a:
+            continue
+        p.attrs.update(act=a.attrs["act"], alpha=a.attrs["alpha"], beta=a.attrs["beta"])
+        p.outputs = a.outputs
+        g.nodes.remove(a)
+    g.prune_values()
+
+
+def fuse_residual(g: Graph) -> None:
+    """Add(conv_or_gemm(...), r) with r of the same shape -> r as the producer's residual input
+    (after its activation when it already has one). The producer moves to the Add's place, so r is
+    computed by then."""
+    for add in [n for n in g.nodes if _is(n, "binary", op="add", act="none")]:
+        cons, prod = g.consumers(), g.producers()
+        out_shape = g.values[add.outputs[0]].shape
+        if any(g.values[i].shape != out_shape for i in add.inputs) or add.inputs[0] == add.inputs[1]:
+            continue
+        best = None
+        for i in (0, 1):
+            p = prod.get(add.inputs[i])
+            if p is None or p.op not in ("conv2d", "gemm") or p.inputs[3]:
+                continue
+            if _sole_consumer(g, add.inputs[i], cons) is not add:
+                continue
+            rank = (p.attrs["act"] == "none", g.nodes.index(p))
+            if best is None or rank > best[0]:
+                best = (rank, p, add.inputs[1 - i])
+        if best is None:
+            continue
+        _, p, residual = best
+        p.inputs[3] = residual
+        p.attrs["residual_after_act"] = p.attrs["act"] != "none"
+        p.outputs = add.outputs
+        g.nodes.remove(p)
+        g.nodes[g.nodes.index(add)] = p
+    g.prune_values()
+
+
+def remove_dead(g: Graph) -> None:
+    """Drop nodes none of whose outputs is read (transitively) by a graph output."""
+    live = set(g.outputs)
+    kept = []
+    for node in reversed(g.nodes):
+        if any(o in live for o in node.outputs):
+            kept.append(node)
+            live.update(i for i in node.inputs if i)
+    g.nodes = kept[::-1]
+    g.prune_values()
+
+
+def optimize(g: Graph) -> Graph:
+    """Run every pass in the order the fusions need (in place); returns g."""
+    remove_identity(g)
+    fold_constants(g)
+    remove_dead(g)
+    fuse_gelu(g)
+    fuse_silu(g)
+    matmul_to_gemm(g)
+    fold_batch_norm(g)
+    fold_batch_norm_through_max_pool(g)
+    fold_constant_epilogue(g)
+    fuse_activations(g, into=EPILOGUE_OPS - {"binary"})  # an Add may still become a residual
+    fuse_residual(g)
+    fuse_activations(g)
+    remove_identity(g)
+    remove_dead(g)
+    return g
