@@ -59,10 +59,10 @@ def install_load_fallback() -> None:
         edgevision.load = lambda model, **options: OrtEngine(model)
 
 
-def engine(model, backend: str = "onnxruntime"):
+def engine(model, backend: str = "onnxruntime", **options):
     """The SDK's engine for `model` when the runtime is there, else the ONNX Runtime stand-in."""
     if hasattr(edgevision, "load"):
-        return edgevision.load(model, backend=backend, device="cpu")
+        return edgevision.load(model, backend=backend, device="cpu", **options)
     return OrtEngine(model)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from stream_util import SAMPLE_CLIP, OrtEngine, engine
 
+import edgevision
 from edgevision import ops
 from edgevision.stream import (ClassifyTask, EnhanceTask, GenerateTask, Pipeline, make_task)
 from edgevision.stream.tasks import _rgb_to_ycbcr, _ycbcr_to_rgb
@@ -12,8 +13,11 @@ from edgevision.stream.tasks import _rgb_to_ycbcr, _ycbcr_to_rgb
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def test_bundled_classifier_on_the_sample_clip():
-    eng = engine("imagenet-efficientnet-lite0")
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+def test_bundled_classifier_on_the_sample_clip(backend):
+    if backend == "native" and not hasattr(edgevision, "load"):
+        pytest.skip("edgevision.load (the runtime) has not landed")
+    eng = engine("imagenet-efficientnet-lite0", backend=backend)
     ref = OrtEngine("imagenet-efficientnet-lite0")
     p = Pipeline(str(SAMPLE_CLIP), ClassifyTask(eng, top_k=5), policy="lossless", realtime=False)
     results = []
@@ -98,7 +102,7 @@ def test_enhance_matches_the_model(models, channels):
     import torch
 
     path, module = models[f"espcn{channels}"]
-    task = make_task(None, engine(str(path)), max_input_width=64)
+    task = make_task(None, engine(str(path), input_shapes={"input": [1, channels, 32, 48]}), max_input_width=64)
     assert isinstance(task, EnhanceTask) and task.scale == 2
     p = Pipeline("test://moving?width=96&height=64&fps=0&frames=3", task, policy="lossless", render=True)
     results = list(p)
