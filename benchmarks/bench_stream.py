@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import socket
 import sys
 import time
@@ -46,6 +47,7 @@ def run_pipeline(task, spec: str, frames: int, threads, warmup: int = 5) -> tupl
     for i, r in enumerate(p):
         if i == warmup - 1:
             t0 = time.perf_counter()
+            switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
         if i >= warmup:
             t = r.timings
             rows.append((t.e2e_ms, t.infer_ms, t.overhead_ms, t.age_ms, t.preprocess_ms, t.postprocess_ms))
@@ -53,7 +55,10 @@ def run_pipeline(task, spec: str, frames: int, threads, warmup: int = 5) -> tupl
             break
     wall = time.perf_counter() - t0
     busy = sum(r[1] for r in rows) / 1e3
-    return rows, p.stats.as_dict(), (busy, wall)
+    stats = p.stats.as_dict()
+    # involuntary context switches of the inference thread: how often the OS took the core away
+    stats["preempted_per_result"] = (resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw - switches) / len(rows)
+    return rows, stats, (busy, wall)
 
 
 class NullEngine:
@@ -106,7 +111,7 @@ def main(argv=None) -> int:
 
     cam_rows, cam_stats, _ = run_pipeline(task, f"test://moving?width={w}&height={h}&fps={args.fps:g}", args.frames, pre_threads)
     fast_rows, fast_stats, fast_busy = run_pipeline(task, f"test://moving?width={w}&height={h}&fps={args.fast_fps:g}", args.frames, pre_threads)
-    null_rows, _, _ = run_pipeline(ClassifyTask(NullEngine(engine)), f"test://moving?width={w}&height={h}&fps={args.fps:g}",
+    null_rows, null_stats, _ = run_pipeline(ClassifyTask(NullEngine(engine)), f"test://moving?width={w}&height={h}&fps={args.fps:g}",
                                    args.frames, pre_threads)
     cam = np.array(cam_rows)
     names = ["e2e", "infer", "overhead", "wait", "preprocess", "postprocess"]
@@ -118,8 +123,10 @@ def main(argv=None) -> int:
                    "threads": args.threads, "preprocess_threads": ops.get_num_threads()},
         "frame": [h, w], "model_alone_ms": pct(model_ms), "preprocess_alone_ms": pct(pre_ms),
         "camera_run": {"fps": args.fps, "ms": {n: pct(cam[:, i]) for i, n in enumerate(names)},
-                       "counters": {k: cam_stats[k] for k in ("captured", "processed", "dropped", "failed")}},
-        "null_model_run": {"fps": args.fps, "ms": {n: pct(np.array(null_rows)[:, i]) for i, n in enumerate(names)}},
+                       "counters": {k: cam_stats[k] for k in ("captured", "processed", "dropped", "failed")},
+                       "preempted_per_result": cam_stats["preempted_per_result"]},
+        "null_model_run": {"fps": args.fps, "ms": {n: pct(np.array(null_rows)[:, i]) for i, n in enumerate(names)},
+                           "preempted_per_result": null_stats["preempted_per_result"]},
         "throughput_run": {"source_fps": args.fast_fps, "processed_fps": len(fast_rows) / fast_busy[1],
                            # share of the inference thread's time spent inside engine.run: near 1 means
                            # the model bounds throughput, not the pipeline
@@ -139,14 +146,15 @@ def main(argv=None) -> int:
     print(f"model alone:      p50 {m['p50']:7.2f}  p95 {m['p95']:7.2f} ms")
     m = report["preprocess_alone_ms"]
     print(f"preprocess alone: p50 {m['p50']:7.2f}  p95 {m['p95']:7.2f} ms")
-    print(f"camera run at {args.fps:g} fps ({len(cam)} results):")
+    print(f"camera run at {args.fps:g} fps ({len(cam)} results; the inference thread was preempted "
+          f"{report['camera_run']['preempted_per_result']:.2f} times per result):")
     print(f"  {'ms':<12}{'p50':>8}{'p95':>8}{'p99':>8}{'mean':>8}")
     for n in names:
         v = report["camera_run"]["ms"][n]
         print(f"  {n:<12}{v['p50']:8.2f}{v['p95']:8.2f}{v['p99']:8.2f}{v['mean']:8.2f}")
     v = report["null_model_run"]["ms"]["e2e"]
     print(f"null model at {args.fps:g} fps: pipeline alone (e2e) p50 {v['p50']:.2f}  p95 {v['p95']:.2f}  "
-          f"p99 {v['p99']:.2f} ms")
+          f"p99 {v['p99']:.2f} ms (preempted {report['null_model_run']['preempted_per_result']:.2f} times per result)")
     t = report["throughput_run"]
     print(f"throughput run, source at {args.fast_fps:g} fps: {t['processed_fps']:.1f} frames/s processed vs "
           f"{t['model_alone_fps']:.1f} model-alone (ratio {t['processed_fps'] / t['model_alone_fps']:.2f}); "
