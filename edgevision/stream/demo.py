@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None, help="requested camera frame rate")
     p.add_argument("--fourcc", default=None, help="requested camera pixel format, e.g. MJPG")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--smoothing", type=float, default=0.0, help="classify: EMA factor over frames, 0..1")
+    p.add_argument("--smoothing", type=float, default=0.5,
+                   help="classify/generate: EMA factor of the class probabilities over frames, 0 (off) .. <1")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds without a frame before reconnecting")
     p.add_argument("--summary-json", default=None, metavar="PATH", help="write the exit summary as JSON too")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
@@ -102,7 +103,8 @@ def run(args) -> int:
         for i, result in enumerate(pipeline, 1):
             label = getattr(result.output, "label", None)
             if not args.quiet and label is not None and label != last_label:
-                print(f"[{result.source_id} #{result.seq}] {label} ({result.output.score:.0%})", flush=True)
+                name = result.source_id if "://" in result.source_id else Path(result.source_id).name
+                print(f"[{name} #{result.seq}] {label} ({result.output.score:.0%})", flush=True)
                 last_label = label
             if args.max_frames is not None and i >= args.max_frames:
                 break
