@@ -15,7 +15,7 @@ from stream_util import SAMPLE_CLIP
 
 import edgevision
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = Path(edgevision.__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 
@@ -27,8 +27,10 @@ def demo_cmd(*args):
 
 
 def env():
+    # the subprocess imports the edgevision this test imported (the installed package in CI, the source
+    # tree in a dev build), whatever the working directory
     e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), e.get("PYTHONPATH", "")])
     e.pop("DISPLAY", None)
     e.pop("WAYLAND_DISPLAY", None)
     return e
@@ -47,7 +49,7 @@ def test_demo_headless_on_the_sample_clip(tmp_path):
     out, js, summary = tmp_path / "out.avi", tmp_path / "r.jsonl", tmp_path / "s.json"
     r = subprocess.run(demo_cmd("--max-frames", "12", "--policy", "lossless", "--output", str(out), "--json", str(js),
                                 "--summary-json", str(summary)),
-                       env=env(), capture_output=True, text=True, timeout=120)
+                       env=env(), capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "headless" in r.stdout and "summary:" in r.stdout and "p95" in r.stdout and "end to end" in r.stdout
     lines = [json.loads(x) for x in js.read_text().splitlines()]
@@ -59,7 +61,8 @@ def test_demo_headless_on_the_sample_clip(tmp_path):
 
 
 def test_demo_errors_are_messages():
-    r = subprocess.run(demo_cmd("--source", "/no/such/clip.mp4"), env=env(), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(demo_cmd("--source", "/no/such/clip.mp4"), env=env(), capture_output=True, text=True,
+                       timeout=60, cwd=TESTS)
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -67,7 +70,7 @@ def test_ctrl_c_stops_within_a_second_and_flushes(tmp_path):
     out, js = tmp_path / "out.avi", tmp_path / "r.jsonl"
     proc = subprocess.Popen(demo_cmd("--source", "test://moving?width=320&height=240&fps=30", "--output", str(out),
                                      "--json", str(js)),
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         # results are flowing once a label line is printed
         for line in proc.stdout:
@@ -96,6 +99,6 @@ def test_ctrl_c_stops_within_a_second_and_flushes(tmp_path):
 def test_cli_demo_subcommand(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgevision.cli", "demo", "--max-frames", "5", "-q",
                         "--backend", "native", "--device", "cpu"],
-                       env=env(), capture_output=True, text=True, timeout=180)
+                       env=env(), capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "processed 5" in r.stdout and "end to end" in r.stdout
