@@ -1,5 +1,5 @@
-"""Helpers of the stream tests: engines (the SDK's own when edgevision.load exists, else an ONNX Runtime
-session behind the same interface), a numpy engine with a chosen delay, scripted sources, RSS."""
+"""Helpers of the stream tests: engines (edgevision.load, and a plain ONNX Runtime session behind the same
+interface as an independent reference), a numpy engine with a chosen delay, scripted sources, RSS."""
 from __future__ import annotations
 
 import os
@@ -24,7 +24,8 @@ Spec = namedtuple("Spec", "name shape dtype")
 
 
 class OrtEngine:
-    """The Engine interface over onnxruntime.InferenceSession (used where edgevision.load is absent)."""
+    """The Engine interface over a plain onnxruntime.InferenceSession: the reference the SDK's engines are
+    checked against."""
 
     def __init__(self, model, threads: int = 1):
         import onnxruntime as ort
@@ -52,18 +53,9 @@ class OrtEngine:
         pass
 
 
-def install_load_fallback() -> None:
-    """Where the runtime has not landed (no edgevision.load), make edgevision.load the ONNX Runtime
-    stand-in, so that code which loads models by name (the demo) can be tested in a subprocess."""
-    if not hasattr(edgevision, "load"):
-        edgevision.load = lambda model, **options: OrtEngine(model)
-
-
 def engine(model, backend: str = "onnxruntime", **options):
-    """The SDK's engine for `model` when the runtime is there, else the ONNX Runtime stand-in."""
-    if hasattr(edgevision, "load"):
-        return edgevision.load(model, backend=backend, device="cpu", **options)
-    return OrtEngine(model)
+    """The SDK's CPU engine for `model`."""
+    return edgevision.load(model, backend=backend, device="cpu", **options)
 
 
 class FakeEngine:

@@ -10,20 +10,17 @@ import time
 from pathlib import Path
 
 import cv2
-import pytest
 from stream_util import SAMPLE_CLIP
 
 import edgevision
 
 PACKAGE_PARENT = Path(edgevision.__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
+TOOLS = TESTS.parent / "tools"
 
 
 def demo_cmd(*args):
-    # tools/camera_demo.py's main, with the ONNX Runtime stand-in where the runtime has not landed yet
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import stream_util; stream_util.install_load_fallback(); "
-            "from edgevision.stream.demo import main; sys.exit(main(sys.argv[2:]))")
-    return [sys.executable, "-c", code, str(TESTS), *args]
+    return [sys.executable, str(TOOLS / "camera_demo.py"), *args]
 
 
 def env():
@@ -95,7 +92,6 @@ def test_ctrl_c_stops_within_a_second_and_flushes(tmp_path):
     assert frames == len(records), "the video holds every result written before the interrupt"
 
 
-@pytest.mark.skipif(not hasattr(edgevision, "load"), reason="edgevision.load (the runtime) has not landed")
 def test_cli_demo_subcommand(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgevision.cli", "demo", "--max-frames", "5", "-q",
                         "--backend", "native", "--device", "cpu"],

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from stream_util import SAMPLE_CLIP, OrtEngine, engine
 
-import edgevision
 from edgevision import ops
 from edgevision.stream import (ClassifyTask, EnhanceTask, GenerateTask, Pipeline, make_task)
 from edgevision.stream.tasks import _rgb_to_ycbcr, _ycbcr_to_rgb
@@ -15,8 +14,6 @@ CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"
 
 @pytest.mark.parametrize("backend", ["native", "onnxruntime"])
 def test_bundled_classifier_on_the_sample_clip(backend):
-    if backend == "native" and not hasattr(edgevision, "load"):
-        pytest.skip("edgevision.load (the runtime) has not landed")
     eng = engine("imagenet-efficientnet-lite0", backend=backend)
     ref = OrtEngine("imagenet-efficientnet-lite0")
     p = Pipeline(str(SAMPLE_CLIP), ClassifyTask(eng, top_k=5), policy="lossless", realtime=False)
