@@ -41,7 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every contender")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--sr-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"), help="ESPCN input size")
-    p.add_argument("--min-runs", type=int, default=10, help="timed runs per contender at least")
+    p.add_argument("--min-runs", type=int, default=200, help="timed runs per contender at least")
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per contender and case")
     p.add_argument("--quick", action="store_true", help="batch 1, 3 runs (smoke test)")
     p.add_argument("--only", default=None, help="models whose name contains this text")
