@@ -67,13 +67,16 @@ def _x(shape, seed=0):
 # ------------------------------------------------------------------------------------------------
 # The API
 # ------------------------------------------------------------------------------------------------
-def test_import_edgevision_stays_torch_free():
+def test_import_edgevision_stays_torch_free(tmp_path):
     import subprocess
 
     code = ("import sys, edgevision; edgevision.load; from edgevision.backends import base, cache, native; "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt') if m in sys.modules))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    # The subprocess imports the edgevision this test imported (the installed package in CI, the source tree
+    # in a dev build) from a neutral working directory, so a source checkout cannot shadow the install.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(edgevision.__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=tmp_path)
     assert out.stdout.strip() == "[]"
 
 
