@@ -13,18 +13,26 @@
 
 namespace ev {
 
+// min(max(v, lo), hi) with the results of fminf(fmaxf(v, lo), hi) for every v, NaN included (NaN -> lo),
+// written as comparisons because GCC keeps libm's fminf/fmaxf as scalar calls without -ffinite-math-only:
+// they made a Clip (ReLU6) epilogue cost 5x the 1x1 convolution it followed.
+EV_HD float clamp_to(float v, float lo, float hi) {
+  v = v > lo ? v : lo;
+  return v < hi ? v : hi;
+}
+
 EV_HD float activate(float v, Act act, float alpha, float beta) {
   switch (act) {
     case Act::None: return v;
     case Act::ReLU: return v > 0.f ? v : 0.f;
     case Act::LeakyReLU: return v >= 0.f ? v : alpha * v;
-    case Act::Clip: return fminf(fmaxf(v, alpha), beta);
+    case Act::Clip: return clamp_to(v, alpha, beta);
     case Act::Sigmoid: return 1.f / (1.f + expf(-v));
     case Act::Tanh: return tanhf(v);
     case Act::SiLU: return v / (1.f + expf(-v));
-    case Act::HardSwish: return v * fminf(fmaxf(v + 3.f, 0.f), 6.f) * (1.f / 6.f);
+    case Act::HardSwish: return v * clamp_to(v + 3.f, 0.f, 6.f) * (1.f / 6.f);
     case Act::GELU: return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
-    case Act::HardSigmoid: return fminf(fmaxf(alpha * v + beta, 0.f), 1.f);
+    case Act::HardSigmoid: return clamp_to(alpha * v + beta, 0.f, 1.f);
   }
   return v;
 }
