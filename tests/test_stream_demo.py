@@ -57,6 +57,14 @@ def test_demo_headless_on_the_sample_clip(tmp_path):
     assert s["processed"] == 12 and "e2e" in s["latency_ms"]
 
 
+def test_demo_without_arguments_writes_the_labelled_clip_when_headless(tmp_path):
+    r = subprocess.run(demo_cmd("--max-frames", "6", "--policy", "lossless", "--headless"),
+                       env=env(), capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "video written to edgevision-demo.mp4" in r.stdout and "summary:" in r.stdout
+    assert int(cv2.VideoCapture(str(tmp_path / "edgevision-demo.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+
+
 def test_demo_errors_are_messages():
     r = subprocess.run(demo_cmd("--source", "/no/such/clip.mp4"), env=env(), capture_output=True, text=True,
                        timeout=60, cwd=TESTS)

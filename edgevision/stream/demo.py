@@ -12,6 +12,7 @@ from pathlib import Path
 
 SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "bundled" / "sample_clip.mp4"
 DEFAULT_MODELS = {"classify": "imagenet-efficientnet-lite0", "enhance": "espcn-x2", "generate": "cifar10-dcgan"}
+DEFAULT_HEADLESS_OUTPUT = "edgevision-demo.mp4"  # the labelled sample clip, when there is no window to show it in
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +67,10 @@ def run(args) -> int:
     task = args.task
     model = args.model or DEFAULT_MODELS.get(task or "classify")
     headless = args.headless or not S.display_available()
+    if headless and args.source is None and not (args.output or args.images or args.json):
+        # With nothing to show the sample clip on, write the labelled clip so the demo still has a visible result
+        # (only for the bounded sample clip: a live camera would grow a file without end).
+        args.output = DEFAULT_HEADLESS_OUTPUT
     outputs = []
     if args.output:
         outputs.append(S.BackgroundSink(S.VideoSink(args.output)))
