@@ -517,6 +517,17 @@ def _out_channels(g: Graph, node: Node) -> int:
     return g.values[node.outputs[0]].shape[1]
 
 
+def _bn_affine(g: Graph, bn) -> tuple[np.ndarray, np.ndarray] | None:
+    """A batch_norm with constant parameters as y = x * scale + shift per channel (float64), else None."""
+    params = [g.const(i) for i in bn.inputs[1:5]]
+    if any(v is None for v in params):
+        return None
+    gamma, beta, mean, var = (v.astype(np.float64) for v in params)
+    with np.errstate(all="ignore"):  # a negative variance gives NaN, as in onnxruntime
+        scale = gamma / np.sqrt(var + bn.attrs["eps"])
+    return scale, beta - mean * scale
+
+
 def fold_batch_norm(g: Graph) -> None:
     """batch_norm after a conv2d / conv_transpose2d / gemm whose output nothing else reads -> folded
     into that node's weights and bias."""
@@ -527,13 +538,8 @@ def fold_batch_norm(g: Graph) -> None:
             continue
         if _sole_consumer(g, bn.inputs[0], cons) is not bn:
             continue
-        params = [g.const(i) for i in bn.inputs[1:5]]
-        if any(v is None for v in params):
-            continue
-        gamma, beta, mean, var = (v.astype(np.float64) for v in params)
-        with np.errstate(all="ignore"):  # a negative variance gives NaN, as in onnxruntime
-            scale = gamma / np.sqrt(var + bn.attrs["eps"])
-        if not _scale_weights(g, p, scale, beta - mean * scale):
+        affine = _bn_affine(g, bn)
+        if affine is None or not _scale_weights(g, p, *affine):
             continue
         p.outputs = bn.outputs
         g.nodes.remove(bn)
@@ -553,13 +559,8 @@ def fold_batch_norm_through_max_pool(g: Graph) -> None:
             continue
         if _sole_consumer(g, pool.inputs[0], cons) is not pool:
             continue
-        params = [g.const(i) for i in bn.inputs[1:5]]
-        if any(v is None for v in params):
-            continue
-        gamma, beta, mean, var = (v.astype(np.float64) for v in params)
-        with np.errstate(all="ignore"):
-            scale = gamma / np.sqrt(var + bn.attrs["eps"])
-        if not np.all(scale > 0) or not _scale_weights(g, conv, scale, beta - mean * scale):
+        affine = _bn_affine(g, bn)
+        if affine is None or not np.all(affine[0] > 0) or not _scale_weights(g, conv, *affine):
             continue
         pool.outputs = bn.outputs
         g.nodes.remove(bn)
