@@ -141,6 +141,38 @@ def test_gemm_scale_folds_and_parametrised_activation_fuses():
     assert step["attrs"]["alpha"] == 1.0 and step["attrs"]["act_alpha"] == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("stride,kernel,pads,out_pad,bias,act", [
+    (2, 4, [1, 1, 1, 1], [0, 0], True, "Relu"),    # the DCGAN layer, ReLU fused
+    (2, 4, [0, 0, 0, 0], [0, 0], False, None),     # no crop needed
+    (2, 2, [0, 1, 0, 0], [1, 0], True, "Tanh"),    # asymmetric pads, output_padding
+    (3, 6, [2, 1, 3, 0], [0, 2], True, None),      # stride 3, uneven crop
+    (1, 3, [1, 1, 1, 1], [0, 0], True, "Relu"),    # stride 1: a flipped conv
+    (2, 6, [3, 2, 1, 4], [1, 1], False, "Sigmoid"),
+])
+def test_conv_transpose_rewritten_as_subpixel_conv(stride, kernel, pads, out_pad, bias, act):
+    nodes = [node("ConvTranspose", ["x", "w", "b"] if bias else ["x", "w"], ["c" if act else "y"], strides=[stride] * 2,
+                  pads=pads, output_padding=out_pad)]
+    if act:
+        nodes.append(node(act, ["c"], ["y"]))
+    consts = {"w": r(5, 3, kernel, kernel), **({"b": r(3)} if bias else {})}
+    model, g = compiled(nodes, [("x", [2, 5, 4, 3])], consts)
+    assert "conv_transpose2d" not in ops_of(g) and ops_of(g)[0] == "conv2d"
+    assert g.nodes[0].attrs["act"] == (act or "none").lower()
+    x = r(2, 5, 4, 3)
+    check_model(model, [x], "plan")
+    check_model(model, [x], "reference")
+
+
+def test_conv_transpose_kept_when_the_rewrite_does_not_apply():
+    for attrs, w in [({"strides": [2, 2], "group": 2}, r(4, 3, 4, 4)),       # groups
+                     ({"strides": [2, 2], "dilations": [2, 2]}, r(4, 3, 4, 4)),  # dilation
+                     ({"strides": [2, 2]}, r(4, 3, 3, 3)),                    # kernel not a multiple of the stride
+                     ({"strides": [2, 1]}, r(4, 3, 4, 4))]:                   # unequal strides
+        model, g = compiled([node("ConvTranspose", ["x", "w"], ["y"], **attrs)], [("x", [1, 4, 3, 3])], {"w": w})
+        assert ops_of(g) == ["conv_transpose2d"], attrs
+        check_model(model, [r(1, 4, 3, 3)], "plan")
+
+
 def test_dead_nodes_removed():
     _, g = compiled([node("Relu", ["x"], ["y"]), node("Sigmoid", ["x"], ["unused"]), node("Tanh", ["unused"], ["u2"])],
                     [("x", [2, 3])])

@@ -1,7 +1,7 @@
 """Graph passes over the IR: constant folding with numpy (also used by the importer as it goes),
 Identity/Dropout removal, Erf-GELU / SiLU / HardSwish pattern fusion, MatMul -> gemm, BatchNorm and
 constant bias/scale folding into conv/gemm weights, activation and residual-Add fusion into
-epilogues, dead-node removal. `optimize` runs them in the order the fusions need.
+epilogues, strided transposed convs rewritten as convs + pixel shuffle, dead-node removal. `optimize` runs them in the order the fusions need.
 """
 from __future__ import annotations
 
@@ -652,6 +652,61 @@ def fuse_residual(g: Graph) -> None:
     g.prune_values()
 
 
+def conv_transpose_as_conv(g: Graph) -> None:
+    """conv_transpose2d with stride s (the same in both dims), a kernel that is a multiple of s, no dilation, one
+    group, constant weights and no residual -> conv2d making s*s sub-pixel channels per output channel, a CRD
+    pixel_shuffle and, where the pads or output_padding call for it, a crop (strided_copy).
+
+    Why: with kernel r = s*t, output row s*q + b - pad sums x[q - a] * w[s*a + b] over a < t, which is a t x t
+    conv of x (padded by t - 1) whose output channel (k, b_y, b_x) holds w[:, k, s*(t-1-j_y) + b_y, ...]. The
+    conv GEMM runs three times as fast as the transposed conv's GEMM + col2im scatter (DCGAN layers: 30-40 vs
+    ~120 GFLOP/s on epyc2), for (h + t - 1) / h times the multiply-adds per dim (1.25 at 4x4 -> 8x8, t = 2)."""
+    for node in [n for n in g.nodes if n.op == "conv_transpose2d"]:
+        a = node.attrs
+        w, bias = g.const(node.inputs[1]), g.const(node.inputs[2]) if node.inputs[2] else None
+        s = a["stride"][0]
+        if (w is None or (node.inputs[2] and bias is None) or a["groups"] != 1 or list(a["dilation"]) != [1, 1]
+                or a["stride"][1] != s or (len(node.inputs) > 3 and node.inputs[3])
+                or w.shape[2] % s or w.shape[3] % s):
+            continue
+        c, k, r, q = w.shape
+        th, tw = r // s, q // s
+        n, _, h, wd = g.values[node.inputs[0]].shape
+        oh, ow = g.values[node.outputs[0]].shape[2:]
+        top, left = a["pads"][0], a["pads"][1]
+        # output_padding can reach past the last input's taps: extra zero padding below/right makes the conv
+        # produce those rows/columns too (bias and activation only, as in the transposed conv).
+        extra_h = max(0, -(-(top + oh) // s) - (h + th - 1))
+        extra_w = max(0, -(-(left + ow) // s) - (wd + tw - 1))
+        zh, zw = h + th - 1 + extra_h, wd + tw - 1 + extra_w
+        # w[c, k, s*a_y + b_y, s*a_x + b_x] -> w2[(k, b_y, b_x), c, t_h-1-a_y, t_w-1-a_x]
+        w6 = w.reshape(c, k, th, s, tw, s)[:, :, ::-1, :, ::-1, :]
+        w2 = np.ascontiguousarray(w6.transpose(1, 3, 5, 0, 2, 4).reshape(k * s * s, c, th, tw))
+        b2 = g.add_const(f"{node.name}/subpixel_bias", np.repeat(bias, s * s)) if bias is not None else ""
+        z = g.unique_name(f"{node.name}/subpixel")
+        g.add_value(z, (n, k * s * s, zh, zw))
+        epilogue = {key: a[key] for key in ("act", "alpha", "beta", "residual_after_act")}
+        new = [Node("conv2d", node.name, [node.inputs[0], g.add_const(f"{node.name}/subpixel_w", w2), b2, ""], [z],
+                    {"stride": [1, 1], "pads": [th - 1, tw - 1, th - 1 + extra_h, tw - 1 + extra_w], "dilation": [1, 1], "groups": 1,
+                     **epilogue}, node.onnx_op)]
+        full = (n, k, s * zh, s * zw)
+        if s > 1:
+            shuffled = g.unique_name(f"{node.name}/shuffled") if full[2:] != (oh, ow) else node.outputs[0]
+            if shuffled != node.outputs[0]:
+                g.add_value(shuffled, full)
+            new.append(Node("pixel_shuffle", node.name, [z], [shuffled], {"block": s, "mode": "CRD"}, node.onnx_op))
+            z = shuffled
+        if full[2:] != (oh, ow):
+            strides = [k * full[2] * full[3], full[2] * full[3], full[3], 1]
+            new.append(Node("strided_copy", node.name, [z], [node.outputs[0]],
+                            {"x_strides": strides, "x_offset": top * full[3] + left}, node.onnx_op))
+        elif s == 1:
+            new[0].outputs = list(node.outputs)
+        i = g.nodes.index(node)
+        g.nodes[i:i + 1] = new
+    g.prune_values()
+
+
 def remove_dead(g: Graph) -> None:
     """Drop nodes none of whose outputs is read (transitively) by a graph output."""
     live = set(g.outputs)
@@ -678,6 +733,7 @@ def optimize(g: Graph) -> Graph:
     fuse_activations(g, into=EPILOGUE_OPS - {"binary"})  # an Add may still become a residual
     fuse_residual(g)
     fuse_activations(g)
+    conv_transpose_as_conv(g)
     remove_identity(g)
     remove_dead(g)
     return g
