@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stream", nargs="?", const="", default=None, metavar="SOURCE",
                    help="also profile a whole stream, source to result (default source: the bundled sample clip)")
     g.add_argument("--stream-frames", type=int, default=150, help="results the stream profile takes (default 150)")
+    g.add_argument("--stream-policy", choices=("latest", "queue", "lossless"), default="latest",
+                   help="frame policy of the stream profile (default latest: a slow model drops frames, as live)")
     g.add_argument("--stream-backend", default=None,
                    help="backend of the stream profile (default: native if listed, else the first listed)")
     g = p.add_argument_group("telemetry and output")
@@ -116,7 +118,7 @@ def _profile(args, R) -> int:
             try:
                 stream = profile_stream(args.model, args.stream or None, frames=args.stream_frames, backend=backend,
                                         device=args.device, precision=parse_list(args.precisions, "--precisions")[0],
-                                        origin=origin, log=log)
+                                        policy=args.stream_policy, origin=origin, log=log)
             except Exception as e:  # noqa: BLE001 - the model rows are still worth writing
                 notes.append(f"stream profile failed: {type(e).__name__}: {e}")
     finally:
