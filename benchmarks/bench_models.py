@@ -25,7 +25,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ops import cpu_model, summarize  # noqa: E402 - the same statistics and machine facts as bench_ops
+from bench_ops import cpu_model  # noqa: E402 - the same machine facts as bench_ops
+
+from edgevision.profile.latency import HostTimer, run_timed  # noqa: E402 - the profiler's loop and statistics
+from edgevision.profile.stats import summarize  # noqa: E402
 
 BUILTIN = {  # name: (model factory kwargs, export metadata)
     "resnet18": ({}, {"task": "classify", "input_size": [224, 224]}),
@@ -98,24 +101,17 @@ def inputs_for(engine, batch: int, rng) -> list[np.ndarray]:
     return xs
 
 
-def time_round_robin(fns, min_runs: int, budget: float, syncs):
-    """Interleaved timing of several callables: 2 warm-up calls each, then rounds until each has min_runs samples
-    and `budget` seconds (at most 10 x min_runs). Returns one list of seconds per callable."""
-    for f, sync in zip(fns, syncs):
-        f(); f(); sync()
-    times = [[] for _ in fns]
-    while True:
-        for f, sync, ts in zip(fns, syncs, times):
-            sync()
-            t0 = time.perf_counter()
-            f()
-            sync()
-            ts.append(time.perf_counter() - t0)
-        n = len(times[0])
-        if n >= min_runs and all(sum(ts) >= budget or n >= 10 * min_runs for ts in times):
-            return times
-        if n >= min_runs and sum(map(sum, times)) > 10 * budget * len(fns):  # very slow case
-            return times
+def time_round_robin(engines, xs, min_runs: int, budget: float, syncs):
+    """Interleaved timing of several engines on the same inputs (edgevision.profile's loop): 2 warm-up calls each,
+    then rounds until each has min_runs samples and about `budget` seconds each (at most 10 x min_runs).
+    Returns one list of seconds per engine."""
+    timers = [HostTimer(e, xs, None if s is _no_sync else s) for e, s in zip(engines, syncs)]
+    samples, errors = run_timed(timers, warmup=2, iterations=min_runs, duration=budget * len(timers),
+                                max_iterations=10 * min_runs)
+    for err in errors:
+        if err is not None:
+            raise err
+    return [[s["host"] for s in got] for got in samples]
 
 
 def bench_model(name, path, args, gpu, rng):
@@ -156,7 +152,7 @@ def bench_model(name, path, args, gpu, rng):
         syncs = [_sync_for(row["device"]) for row, _, _ in runs]
         min_runs = 3 if args.quick else args.min_runs
         budget = args.budget / (4 if args.quick else 1)
-        times = time_round_robin([lambda e=e: e.run(xs) for _, e, _ in runs], min_runs, budget, syncs)
+        times = time_round_robin([e for _, e, _ in runs], xs, min_runs, budget, syncs)
         for (row, _, _), ts in zip(runs, times):
             row.update(summarize(ts))
             row["images_per_s"] = batch / (row["median_ms"] * 1e-3)
@@ -175,9 +171,13 @@ def bench_model(name, path, args, gpu, rng):
     return rows
 
 
+def _no_sync():
+    pass
+
+
 def _sync_for(device):
     if device != "cuda":
-        return lambda: None
+        return _no_sync
     import torch
 
     return torch.cuda.synchronize

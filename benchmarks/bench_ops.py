@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import socket
-import statistics
 import sys
 import time
 
@@ -374,12 +373,13 @@ def time_pair_cuda(fa, fb, min_runs, budget):
 
 
 def summarize(ts):
-    s = sorted(ts)
-    # min_ms: on a shared machine the fastest run is the best estimate of the kernel's own speed;
-    # median and p90 include the interference.
-    return {"median_ms": statistics.median(s) * 1e3,
-            "p90_ms": s[min(len(s) - 1, int(math.ceil(0.9 * len(s))) - 1)] * 1e3,
-            "min_ms": s[0] * 1e3, "runs": len(s)}
+    # The profiler's statistics (edgevision.profile.stats), so every p90 in edgevision means the same. min_ms: on a
+    # shared machine the fastest run is the best estimate of the kernel's own speed; median and p90 include the
+    # interference.
+    from edgevision.profile.stats import summarize as latency_stats
+
+    s = latency_stats(ts)
+    return {k: s[k] for k in ("median_ms", "p90_ms", "min_ms", "runs")}
 
 
 def max_abs_diff(a, b):
