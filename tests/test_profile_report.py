@@ -170,3 +170,25 @@ def test_tools_wrapper_and_bundled_model_without_plots(tmp_path, capsys):
     assert report["telemetry"] is None and report["layers"] == [] and not list(out.glob("*.png"))
     assert report["latency"][0]["stats"]["host"]["runs"] == 2
     assert "cifar10-seed" in capsys.readouterr().out
+
+
+def test_load_note_and_profile_stays_torch_free(tiny, tmp_path):
+    from edgevision.profile.commands import _load_notes
+
+    assert _load_notes({"load1": {"min": 0.5, "mean": 1.0, "max": 1.5}}, 2) == []
+    assert "load average reached 4.5 on 2 logical cores" in _load_notes({"load1": {"max": 4.5}}, 2)[0]
+    # The deploy path: profiling the native backend imports neither torch nor the optional report packages
+    # beyond what is asked for (no plots, plain tables).
+    import subprocess
+
+    code = ("import sys; from edgevision.cli import main; "
+            f"rc = main(['profile', {tiny!r}, '--backends', 'native', '--device', 'cpu', '--iterations', '2', "
+            f"'--warmup', '0', '--layer-runs', '1', '--no-plots', '--plain', '-q', '--out', {str(tmp_path)!r}]); "
+            "print(rc, sorted(m for m in ('torch', 'matplotlib', 'rich', 'onnxruntime') if m in sys.modules))")
+    import edgevision
+
+    # The edgevision this test imported (the installed package in CI, the source tree in a dev build).
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(edgevision.__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=tmp_path).stdout
+    assert out.strip().splitlines()[-1] == "0 []"

@@ -124,6 +124,8 @@ def _profile(args, R) -> int:
     finally:
         if telemetry is not None:
             telemetry.stop()
+    if telemetry is not None:
+        notes += _load_notes(telemetry.as_dict()["summary"], _cores())
     settings = {"backends": backends, "precisions": parse_list(args.precisions, "--precisions"),
                 "device": args.device, "batches": batches, "warmup": args.warmup, "iterations": args.iterations,
                 "duration_s": args.duration, "order": args.order, "threads": threads, "input_shapes": shapes,
@@ -140,6 +142,17 @@ def _profile(args, R) -> int:
     R.print_report(report, use_rich=False if args.plain else None)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0 if any(r["status"] == "ok" for r in report["latency"]) else 1
+
+
+def _load_notes(summary: dict, cores: int) -> list[str]:
+    """A warning when other processes competed for the CPU during the run: the load average (which counts
+    this process's busy threads too) above the logical core count."""
+    load = summary.get("load1")
+    if load and load["max"] > cores:
+        return [f"the 1-minute load average reached {load['max']:.1f} on {cores} logical cores: other processes "
+                f"competed for the CPU, and multi-threaded CPU rows suffer most (a thread team waits for its "
+                f"slowest thread); compare with --threads 1, or profile on an idle machine"]
+    return []
 
 
 def _cores() -> int:
