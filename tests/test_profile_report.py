@@ -120,6 +120,7 @@ def test_compare_ratios_and_machine_differences(run, tmp_path, capsys):
     out, report, _ = run
     b = copy.deepcopy(report)
     b["machine"]["cpu"]["model"] = "Other CPU"
+    b["settings"]["threads"] = 4
     for r in b["latency"]:
         if r["status"] == "ok":
             for k in ("min_ms", "mean_ms", "median_ms", "p90_ms", "p99_ms"):
@@ -131,10 +132,11 @@ def test_compare_ratios_and_machine_differences(run, tmp_path, capsys):
     assert result["rows"] and all(r["median_ms_ratio"] == pytest.approx(2.0) and r["p99_ms_ratio"] == pytest.approx(2.0)
                                   for r in result["rows"])
     assert result["machine_differences"] == [{"field": "CPU", "a": report["machine"]["cpu"]["model"], "b": "Other CPU"}]
+    assert result["settings_differences"] == [{"field": "threads", "a": 1, "b": 4}]
     assert result["only_a"] == [{"model": "tiny", "backend": "native", "precision": "fp32", "device": "cpu", "batch": 2}]
     assert main(["profile", "--compare", str(out / "profile.json"), str(path_b), "--plain"]) == 0
     text = capsys.readouterr().out
-    assert "the machines differ" in text and "Other CPU" in text and "2.000" in text and "only in a" in text
+    assert "the machines differ" in text and "Other CPU" in text and "2.000" in text and "settings differ: threads" in text and "only in a" in text
 
 
 def test_user_errors_exit_2_with_a_message(run, tmp_path, capsys):

@@ -477,7 +477,7 @@ _COMPARED = ("median_ms", "mean_ms", "p90_ms", "p99_ms", "min_ms")
 def compare_reports(a: dict, b: dict) -> dict:
     """Rows of the two reports matched by (model, backend, precision, device, batch): for each pair of ok rows
     the ratio b / a of the host median, mean, p90, p99 and min (> 1: b is slower) and of the device compute
-    median when both have it; the machine facts that differ; the rows only one side has."""
+    median when both have it; the machine facts and timing settings that differ; the rows only one side has."""
     check_report(a, "report a")
     check_report(b, "report b")
     key = lambda r: tuple(r[k] for k in ROW_KEY)  # noqa: E731
@@ -499,7 +499,10 @@ def compare_reports(a: dict, b: dict) -> dict:
         va, vb = get(a["machine"]), get(b["machine"])
         if va != vb:
             differ.append({"field": name, "a": va, "b": vb})
-    return {"rows": rows, "machine_differences": differ,
+    settings = [{"field": k, "a": a["settings"].get(k), "b": b["settings"].get(k)}
+                for k in ("threads", "order", "warmup", "iterations", "duration_s")
+                if a["settings"].get(k) != b["settings"].get(k)]
+    return {"rows": rows, "machine_differences": differ, "settings_differences": settings,
             "only_a": [dict(zip(ROW_KEY, k)) for k in ra if k not in rb],
             "only_b": [dict(zip(ROW_KEY, k)) for k in rb if k not in ra]}
 
@@ -514,6 +517,8 @@ def print_comparison(result: dict, name_a: str, name_b: str, out=None, use_rich:
             print(f"  {d['field']}: a {d['a']}, b {d['b']}", file=out)
     else:
         print("same machine facts (CPU, GPUs, driver, CUDA, TensorRT, edgevision build, host)", file=out)
+    for d in result.get("settings_differences", []):
+        print(f"settings differ: {d['field']}: a {d['a']}, b {d['b']}", file=out)
     cols = ["model", "backend", "precision", "device", "batch", "a median ms", "b median ms", "median", "mean", "p90",
             "p99", "min", "compute"]
     t = _Table("Comparison (host latency; compute: device compute median)", cols)
