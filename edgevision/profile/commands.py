@@ -118,7 +118,7 @@ def _profile(args, R) -> int:
             try:
                 stream = profile_stream(args.model, args.stream or None, frames=args.stream_frames, backend=backend,
                                         device=args.device, precision=parse_list(args.precisions, "--precisions")[0],
-                                        policy=args.stream_policy, origin=origin, log=log)
+                                        policy=args.stream_policy, threads=threads, origin=origin, log=log)
             except Exception as e:  # noqa: BLE001 - the model rows are still worth writing
                 notes.append(f"stream profile failed: {type(e).__name__}: {e}")
     finally:

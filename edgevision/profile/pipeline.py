@@ -16,13 +16,14 @@ STAGES = {"age_ms": "wait", "preprocess_ms": "preprocess", "infer_ms": "infer", 
 
 def profile_stream(model, source=None, *, frames: int | None = 150, backend: str = "auto", device: str = "auto",
                    precision: str = "fp32", policy: str = "latest", realtime: bool = True,
-                   origin: float | None = None, log=None) -> dict:
+                   threads: int | None = None, origin: float | None = None, log=None) -> dict:
     """Run `model` on `source` (default: the bundled sample clip, paced at its frame rate like a camera) for
     `frames` results (None: until the source ends), through the model's task and a Pipeline with no sink.
 
     Returns the section the report keeps under "stream": what ran, the pipeline's counters (captured, processed,
     dropped, fps), statistics per stage over the results after the pipeline's warm-up, and per frame the
-    capture time (t_s, on the profile's clock when `origin` is given) and stage times."""
+    capture time (t_s, on the profile's clock when `origin` is given) and stage times. threads: the engine's CPU
+    threads (default: the backend's own)."""
     import time
 
     from ..stream import stream
@@ -36,7 +37,10 @@ def profile_stream(model, source=None, *, frames: int | None = 150, backend: str
         source = str(SAMPLE_CLIP)
     options = {"realtime": realtime} if _is_file(source) else {}
     origin = time.perf_counter() if origin is None else origin
-    pipeline = stream(source, model, backend=backend, device=device, precision=precision, policy=policy, **options)
+    # threads: the engine's CPU threads, as the model rows had them (TensorRT takes none)
+    task_options = {"threads": threads} if threads is not None and backend != "tensorrt" else None
+    pipeline = stream(source, model, backend=backend, device=device, precision=precision, policy=policy,
+                      task_options=task_options, **options)
     log(f"stream: {pipeline.task.describe()} on {', '.join(str(s) for s in pipeline.sources)}")
     per_frame = []
     with pipeline:
