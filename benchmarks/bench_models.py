@@ -6,9 +6,8 @@ random weights: speed does not depend on them), the DCGAN generator (32x32) and 
 
 Contenders: native, onnxruntime and torch on the CPU, all with --threads threads; with a GPU also native CUDA
 fp32/fp16, torch CUDA, onnxruntime CUDA (when its provider is installed) and TensorRT fp32/fp16 (when
-installed). Calls are interleaved round-robin (blocks of --block consecutive runs of each contender in turn, the
-first of each block untimed) after a warm-up, so load from other processes hits all alike. Reported per case:
-median, p90 and p99 latency, images/s, the max abs difference to
+installed). Calls are interleaved round-robin (one run of each contender in turn) after a warm-up, so load from
+other processes hits all alike. Reported per case: median and p90 latency, images/s, the max abs difference to
 onnxruntime's CPU output, and ratio = contender median / native median of the same device (>= 1: native is
 faster). A contender that fails to load or run is listed as skipped with its error. Writes JSON (--out) and
 prints a Markdown table. Never part of the test suite.
@@ -26,7 +25,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ops import cpu_model, summarize  # noqa: E402 - the same statistics and machine facts as bench_ops
+from bench_ops import cpu_model  # noqa: E402 - the same machine facts as bench_ops
+
+from edgevision.profile.latency import HostTimer, run_timed  # noqa: E402 - the profiler's loop and statistics
+from edgevision.profile.stats import summarize  # noqa: E402
 
 BUILTIN = {  # name: (model factory kwargs, export metadata)
     "resnet18": ({}, {"task": "classify", "input_size": [224, 224]}),
@@ -44,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--sr-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"), help="ESPCN input size")
     p.add_argument("--min-runs", type=int, default=200, help="timed runs per contender at least")
     p.add_argument("--block", type=int, default=10,
-                   help="consecutive calls per contender and round (the first is not timed, see time_round_robin)")
+                   help="consecutive calls per contender and turn, the first untimed (see run_timed)")
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per contender and case")
     p.add_argument("--quick", action="store_true", help="batch 1, 3 runs (smoke test)")
     p.add_argument("--only", default=None, help="models whose name contains this text")
@@ -101,30 +103,18 @@ def inputs_for(engine, batch: int, rng) -> list[np.ndarray]:
     return xs
 
 
-def time_round_robin(fns, min_runs: int, budget: float, syncs, block: int):
-    """Interleaved timing of several callables: 2 warm-up calls each, then rounds of `block` consecutive calls
-    of each in turn, until each has min_runs samples and `budget` seconds (at most 10 x min_runs). The first call
-    of every block is not timed: right after another runtime's call, that runtime's worker threads are still
-    spinning (ONNX Runtime's pool and torch's OpenMP both spin-wait before they sleep) and take the cores from
-    the next runtime's first call, which a user running one engine never sees. Returns seconds per callable."""
-    for f, sync in zip(fns, syncs):
-        f(); f(); sync()
-    times = [[] for _ in fns]
-    while True:
-        for f, sync, ts in zip(fns, syncs, times):
-            sync()
-            f()
-            sync()
-            for _ in range(block - 1):
-                t0 = time.perf_counter()
-                f()
-                sync()
-                ts.append(time.perf_counter() - t0)
-        n = len(times[0])
-        if n >= min_runs and all(sum(ts) >= budget or n >= 10 * min_runs for ts in times):
-            return times
-        if n >= min_runs and sum(map(sum, times)) > 10 * budget * len(fns):  # very slow case
-            return times
+def time_round_robin(engines, xs, min_runs: int, budget: float, syncs, block: int):
+    """Interleaved timing of several engines on the same inputs (edgevision.profile's loop): 2 warm-up calls each,
+    then turns of `block` calls each (the first untimed, see run_timed) until each has min_runs samples and about
+    `budget` seconds each (at most 10 x min_runs).
+    Returns one list of seconds per engine."""
+    timers = [HostTimer(e, xs, None if s is _no_sync else s) for e, s in zip(engines, syncs)]
+    samples, errors = run_timed(timers, warmup=2, iterations=min_runs, duration=budget * len(timers),
+                                max_iterations=10 * min_runs, block=block)
+    for err in errors:
+        if err is not None:
+            raise err
+    return [[s["host"] for s in got] for got in samples]
 
 
 def bench_model(name, path, args, gpu, rng):
@@ -165,8 +155,7 @@ def bench_model(name, path, args, gpu, rng):
         syncs = [_sync_for(row["device"]) for row, _, _ in runs]
         min_runs = 3 if args.quick else args.min_runs
         budget = args.budget / (4 if args.quick else 1)
-        times = time_round_robin([lambda e=e: e.run(xs) for _, e, _ in runs], min_runs, budget, syncs,
-                                 block=2 if args.quick else args.block)
+        times = time_round_robin([e for _, e, _ in runs], xs, min_runs, budget, syncs, 2 if args.quick else args.block)
         for (row, _, _), ts in zip(runs, times):
             row.update(summarize(ts))
             row["images_per_s"] = batch / (row["median_ms"] * 1e-3)
@@ -179,22 +168,26 @@ def bench_model(name, path, args, gpu, rng):
             row["ratio_vs_native"] = row["median_ms"] / base if base else None
             ratio = f"x{row['ratio_vs_native']:.2f}" if base else "(no native)"
             print(f"  {name:24s} b{batch:<2d} {row['contender']:14s} {row['device']:4s} {row['median_ms']:9.3f} ms "
-                  f"(p99 {row['p99_ms']:.3f})  {ratio}", file=sys.stderr)
+                  f"(p90 {row['p90_ms']:.3f})  {ratio}", file=sys.stderr)
         for _, engine in loaded:
             engine.close()
     return rows
 
 
+def _no_sync():
+    pass
+
+
 def _sync_for(device):
     if device != "cuda":
-        return lambda: None
+        return _no_sync
     import torch
 
     return torch.cuda.synchronize
 
 
 def markdown(rows):
-    out = ["| model | batch | contender | device | median ms | p99 ms | images/s | ratio vs native | max abs diff vs ORT |",
+    out = ["| model | batch | contender | device | median ms | p90 ms | images/s | ratio vs native | max abs diff vs ORT |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r or "median_ms" not in r:
@@ -204,7 +197,7 @@ def markdown(rows):
         diff = r.get("max_abs_diff_vs_onnxruntime")
         ratio = "" if r["ratio_vs_native"] is None else f"**{r['ratio_vs_native']:.2f}**"
         out.append(f"| {r['model']} | {r['batch']} | {r['contender']} | {r['device']} | {r['median_ms']:.3f} | "
-                   f"{r['p99_ms']:.3f} | {r['images_per_s']:.1f} | {ratio} | "
+                   f"{r['p90_ms']:.3f} | {r['images_per_s']:.1f} | {ratio} | "
                    f"{'' if diff is None else f'{diff:.2e}'} |")
     return "\n".join(out)
 

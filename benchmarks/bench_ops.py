@@ -25,7 +25,6 @@ import math
 import os
 import platform
 import socket
-import statistics
 import sys
 import time
 
@@ -374,15 +373,13 @@ def time_pair_cuda(fa, fb, min_runs, budget):
 
 
 def summarize(ts):
-    s = sorted(ts)
+    # The profiler's statistics (edgevision.profile.stats), so every percentile in edgevision means the same.
+    # min_ms: on a shared machine the fastest run is the best estimate of the kernel's own speed; median and the
+    # percentiles include the interference.
+    from edgevision.profile.stats import summarize as latency_stats
 
-    def pct(q):  # nearest-rank percentile
-        return s[min(len(s) - 1, int(math.ceil(q * len(s))) - 1)] * 1e3
-
-    # min_ms: on a shared machine the fastest run is the best estimate of the kernel's own speed;
-    # median and the percentiles include the interference.
-    return {"median_ms": statistics.median(s) * 1e3, "p90_ms": pct(0.9), "p99_ms": pct(0.99),
-            "min_ms": s[0] * 1e3, "runs": len(s)}
+    s = latency_stats(ts)
+    return {k: s[k] for k in ("median_ms", "p90_ms", "p99_ms", "min_ms", "runs")}
 
 
 def max_abs_diff(a, b):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import socket
 from importlib import metadata
 
 from . import _C
@@ -31,6 +32,32 @@ def _package_version(dist: str) -> str | None:
         return "installed" if importlib.util.find_spec(module) else None
 
 
+def _memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _jetson() -> dict | None:
+    """The Jetson module (device-tree model) and its L4T release, or None on any other machine."""
+    try:
+        with open("/etc/nv_tegra_release") as f:
+            release = f.readline().strip()
+    except OSError:
+        return None
+    try:
+        with open("/proc/device-tree/model") as f:
+            model = f.read().strip("\x00\n ")
+    except OSError:
+        model = None
+    return {"model": model, "l4t": release}
+
+
 class Info(dict):
     """A dict of facts that prints as a short report."""
 
@@ -39,12 +66,14 @@ class Info(dict):
         lines = [
             f"edgevision {self['version']} ({b['build_type']}, {b['compiler']}, CPU flags {b['cpu_arch_flags']}"
             f"{', ASan+UBSan' if b['sanitizers'] else ''})",
-            f"python {self['python']} on {self['platform']}",
+            f"python {self['python']} on {self['platform']} (host {self['host']}, kernel {self['kernel']})",
             f"CPU: {self['cpu']['model']}, {self['cpu']['logical_cores']} logical cores, "
             f"{self['cpu']['threads']} kernel threads",
             f"SIMD: compiled for {', '.join(b['simd_compiled']) or 'scalar'}; "
             f"CPU supports {', '.join(b['simd_cpu']) or 'unknown'}",
         ]
+        if self.get("jetson"):
+            lines.append(f"Jetson: {self['jetson']['model'] or 'unknown model'}, {self['jetson']['l4t']}")
         if b["cuda"]:
             lines.append(f"CUDA: compiled (nvcc {b['cuda_compiler_version']}, archs {b['cuda_archs']}, "
                          f"runtime {b['cuda_runtime_version']}, driver {b['cuda_driver_version'] or 'none'})")
@@ -60,13 +89,18 @@ class Info(dict):
 
 
 def info() -> Info:
-    """Version, build options, CUDA build and visible GPUs, CPU SIMD level and thread count."""
+    """Version, build options, CUDA build and visible GPUs, CPU SIMD level and thread count, the host (name,
+    kernel, memory, Jetson module and L4T release) and optional packages."""
     build = _C.build_info()
     gpus = build.pop("gpus")
     return Info(
         version=_C.VERSION,
         python=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}",
+        host=socket.gethostname(),
+        kernel=platform.release(),
+        memory_bytes=_memory_bytes(),
+        jetson=_jetson(),
         cpu={"model": _cpu_model(), "logical_cores": os.cpu_count(), "threads": _C.get_num_threads()},
         build=build,
         gpus=gpus,

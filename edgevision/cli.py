@@ -6,6 +6,7 @@ import json
 import sys
 
 from .backends import commands as engine_commands
+from .profile.commands import add_parser as add_profile_parser
 from .stream.demo import add_parser as add_demo_parser
 from .train import commands
 
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     engine_commands.add_build_parser(sub)
     engine_commands.add_run_parser(sub)
     add_demo_parser(sub)
+    add_profile_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 
