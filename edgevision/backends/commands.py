@@ -7,7 +7,6 @@ action imports what it runs.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 
@@ -85,9 +84,9 @@ def _latency(engine, inputs, runs: int) -> dict:
         t0 = time.perf_counter()
         engine.run(inputs)
         times.append(time.perf_counter() - t0)
-    times.sort()
-    return {"median_ms": statistics.median(times) * 1e3, "p90_ms": times[int(0.9 * (len(times) - 1))] * 1e3,
-            "runs": len(times)}
+    from ..profile.stats import summarize  # the profiler's statistics: one meaning of p90 across the SDK
+
+    return {k: v for k, v in summarize(times).items() if k in ("median_ms", "p90_ms", "p99_ms", "min_ms", "runs")}
 
 
 def _random_inputs(engine) -> list[np.ndarray]:

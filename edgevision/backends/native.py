@@ -103,7 +103,7 @@ class NativeEngine(Engine):
         on the GPU, where a profiled run launches the steps one by one instead of replaying its CUDA graph (so
         the steps' sum can exceed an unprofiled run). Profiling is switched off again before this returns;
         unprofiled runs pay nothing for it. Another thread running this engine meanwhile is timed too."""
-        from ..graph.program import _epilogue, step_flops
+        from ..graph.program import epilogue_text, step_flops
 
         if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
             raise ValueError(f"runs must be a positive int, got {runs!r}")
@@ -121,7 +121,7 @@ class NativeEngine(Engine):
         times = np.asarray(per_run, dtype=np.float64)  # [runs, steps]
         values = program.spec["values"]
         return [{"index": k, "op": step["op"], "name": step["name"],
-                 "outputs": [list(values[o]["shape"]) for o in step["outputs"]], "epilogue": _epilogue(step),
+                 "outputs": [list(values[o]["shape"]) for o in step["outputs"]], "epilogue": epilogue_text(step),
                  "flops": step_flops(step, values), "seconds": float(np.median(times[:, k])),
                  "min_seconds": float(times[:, k].min())}
                 for k, step in enumerate(program.spec["steps"])]

@@ -218,7 +218,7 @@ def step_flops(step: dict, values: list[dict]) -> float:
     return 0.0
 
 
-def _epilogue(step: dict) -> str:
+def epilogue_text(step: dict) -> str:
     a = step["attrs"]
     parts = []
     if a.get("act", "none") != "none":
@@ -236,7 +236,7 @@ def summarize(spec: dict) -> str:
         f = step_flops(step, values)
         total += f
         outs = " ".join("x".join(map(str, values[o]["shape"])) for o in step["outputs"])
-        rows.append((str(k), step["op"], step["name"][:40], outs, f"{f / 1e6:.2f}", _epilogue(step)))
+        rows.append((str(k), step["op"], step["name"][:40], outs, f"{f / 1e6:.2f}", epilogue_text(step)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     itemsize = 2 if spec["dtype"] == "float16" else 4
