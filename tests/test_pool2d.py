@@ -100,6 +100,17 @@ def test_max_propagates_nan(rng):
         np.testing.assert_array_equal(g, F.adaptive_max_pool2d(tx, 1).numpy())
 
 
+@pytest.mark.parametrize("hw", [(30, 30), (13, 13), (2, 2), (17, 33), (16, 16), (5, 40)])
+def test_max_pool_2x2_stride_2_path(hw, rng):
+    # The 2x2/2 unpadded fast path: vector chunks of 8 outputs plus a scalar tail, odd sizes (the last
+    # row/column dropped), and NaNs in even and odd columns of either row of a window.
+    x = rng.standard_normal((2, 3, *hw)).astype(np.float32)
+    x[0, 0, 0, 1] = x[1, 2, hw[0] - 1, hw[1] - 1] = x[0, 1, 1, min(hw[1] - 1, 20)] = np.nan
+    expected = F.max_pool2d(torch.from_numpy(x), 2, 2).numpy()
+    for ref in (False, True):
+        np.testing.assert_array_equal(ops.max_pool2d(x, 2, 2, 0, reference=ref), expected)
+
+
 def test_max_window_without_input_is_minus_inf(rng):
     # Taps at -1 and 2 of a 2-pixel axis: torch (and edgevision) give -inf.
     x = rng.standard_normal((1, 2, 2, 2)).astype(np.float32)

@@ -159,7 +159,7 @@ struct PaddedPackB {
   const float* xp;  // the padded image, at the group's first channel
   void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
     const int64_t rs = s->r * s->s;
-    const float* src[sgemm::KC];
+    const float* src[sgemm::KC_ONE];
     for (int64_t p = 0; p < kl; ++p) {
       const int64_t kk = k0 + p, ci = kk / rs, ky = (kk % rs) / s->s, kx = kk % s->s;
       const int64_t dy = ky * s->dil_h, dx = kx * s->dil_w;

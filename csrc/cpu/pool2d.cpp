@@ -101,7 +101,54 @@ void avg_pool2d_ref(const Pool2dShape& s, const float* x, float* y) {
       }
 }
 
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+
+inline v8f max_nan8(v8f m, v8f v) { return (v > m || v != v) ? v : m; }
+
+// The classic CNN pool: 2x2 windows at stride 2, no padding, no dilation, so every window lies inside
+// the input. One pass per output row with the four taps in registers; 8 outputs at a time read 16
+// adjacent floats of each input row and split them into even and odd columns. (The general loop
+// below re-reads and re-writes the output row once per tap and pays its per-row setup for rows of
+// 6-15 outputs: 60 us for the seed CNN's first pool vs about 10 here, on epyc2.)
+bool is_plain_2x2(const Pool2dShape& s) {
+  return s.kh == 2 && s.kw == 2 && s.stride_h == 2 && s.stride_w == 2 && s.dil_h == 1 && s.dil_w == 1 &&
+         s.pad_t == 0 && s.pad_l == 0 && 2 * s.out_h() <= s.h && 2 * s.out_w() <= s.w;
+}
+
+void max_pool2x2(const Pool2dShape& s, const float* x, float* y) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), planes = s.n * s.c;
+  // vector chunks: the 16 floats of chunk ox0 end at column 2 * ox0 + 15, which must be < w
+  const int64_t vec_end = s.w >= 16 ? std::min(ow, (s.w - 16) / 2 + 1) / 8 * 8 : 0;
+#pragma omp parallel for schedule(static) if (planes * oh * ow * 4 > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const float* r0 = x + (p * s.h + 2 * oy) * s.w;
+      const float* r1 = r0 + s.w;
+      float* yr = y + (p * oh + oy) * ow;
+      int64_t ox = 0;
+      for (; ox < vec_end; ox += 8) {
+        const v8f a0 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox);
+        const v8f a1 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox + 8);
+        const v8f b0 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox);
+        const v8f b1 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox + 8);
+        v8f m = __builtin_shufflevector(a0, a1, 0, 2, 4, 6, 8, 10, 12, 14);
+        m = max_nan8(m, __builtin_shufflevector(a0, a1, 1, 3, 5, 7, 9, 11, 13, 15));
+        m = max_nan8(m, __builtin_shufflevector(b0, b1, 0, 2, 4, 6, 8, 10, 12, 14));
+        m = max_nan8(m, __builtin_shufflevector(b0, b1, 1, 3, 5, 7, 9, 11, 13, 15));
+        *reinterpret_cast<v8f_u*>(yr + ox) = m;
+      }
+      for (; ox < ow; ++ox)
+        yr[ox] = max_nan(max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]), r1[2 * ox]), r1[2 * ox + 1]);
+    }
+}
+
+}  // namespace
+
 void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
+  if (is_plain_2x2(s)) return max_pool2x2(s, x, y);
   const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
   int64_t xa, xb;
   interior(ow, s.w, s.kw, s.stride_w, s.pad_l, s.dil_w, &xa, &xb);

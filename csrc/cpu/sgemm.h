@@ -29,12 +29,18 @@ typedef float v8f __attribute__((vector_size(32)));
 typedef float v8fu __attribute__((vector_size(32), aligned(4)));  // unaligned loads/stores
 
 constexpr int MR = 6, NR = 16;
-constexpr int64_t KC = 256;  // B panel KC x NR = 16 KiB stays in L1
-constexpr int64_t MC = 96;   // A block MC x KC = 96 KiB stays in L2
-constexpr int64_t NC = 384;  // packed B block KC x NC = 384 KiB per thread (L2/L3)
+// Depth blocks are KC = 256 deep (a B panel KC x NR = 16 KiB stays in L1), except that K up to
+// KC_ONE runs as one block: K = 288 (a 3x3 conv over 32 channels) as 256 + 32 would cost a round
+// trip of every partial sum through scratch for 32 multiply-adds (seed CNN conv 32->64 @15:
+// 41 -> 52 GFLOP/s on epyc2, 1 thread). Splitting larger K evenly into <= 320-deep blocks instead
+// was slower on big convs (ResNet 64->64 @56, K = 576: 119 -> 90 GFLOP/s).
+constexpr int64_t KC = 256, KC_ONE = 320;
+constexpr int64_t MC = 96;   // A block MC x KC_ONE = 120 KiB stays in L2
+constexpr int64_t NC = 384;  // packed B block KC_ONE x NC = 480 KiB per thread (L2/L3)
 
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t depth_block(int64_t K) { return K <= KC_ONE ? K : KC; }
 
 // Element (i, p) of A is p_[i * rs + p * cs]; one of rs, cs is 1.
 struct AView {
@@ -142,11 +148,11 @@ inline StoreFn pick_store(Act a) {
   return store_final<Act::None>;
 }
 
-// Per-thread scratch, in floats: packed B block, partial sums (when K > KC), ragged A panel.
+// Per-thread scratch, in floats: packed B block, partial sums (when K > KC_ONE), ragged A panel.
 inline int64_t thread_scratch_floats(int64_t M, int64_t K) {
-  const int64_t b = KC * NC;
-  const int64_t part = K > KC ? round_up(M, MR) * NC : 0;
-  return b + part + MR * KC + 16;  // + 16: room to align to 64 bytes
+  const int64_t b = KC_ONE * NC;
+  const int64_t part = K > KC_ONE ? round_up(M, MR) * NC : 0;
+  return b + part + MR * KC_ONE + 16;  // + 16: room to align to 64 bytes
 }
 
 inline size_t workspace_bytes(int64_t M, int64_t K, int threads) {
@@ -182,17 +188,18 @@ template <class PackB>
 void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, const CView& C,
                     int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
   float* bbuf = scratch;
-  float* part = bbuf + KC * NC;
-  float* atail = part + (K > KC ? round_up(M, MR) * NC : 0);
+  float* part = bbuf + KC_ONE * NC;
+  float* atail = part + (K > KC_ONE ? round_up(M, MR) * NC : 0);
   const StoreFn store = pick_store(C.e.act);
   alignas(64) float acc[MR * NR];
   const bool arow = A.cs == 1;
   const int64_t mtail = M - M % MR;  // first row of the ragged panel (== M when none)
 
+  const int64_t kb = depth_block(K);
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = std::min(NC, n1 - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
+    for (int64_t pc = 0; pc < K; pc += kb) {
+      const int64_t kc = std::min(kb, K - pc);
       const bool first = pc == 0, last = pc + kc == K;
       pack_b(pc, kc, jc, nc, bbuf);
       if (mtail < m1 && mtail >= m0) {  // ragged A panel: copy with zero rows
