@@ -3,8 +3,10 @@
 Generator: latent z [n, latent] and class c [n] -> image [n, 3, 32, 32] in [-1, 1]. The class enters as
 a learned embedding concatenated to z; a linear layer (Gemm) maps that to a 4x4 map, then three
 ConvTranspose 4x4/2 + BatchNorm + ReLU stages up to 32x32 and a 3x3 conv with Tanh.
-Discriminator: strided convs with BatchNorm and LeakyReLU to a 4x4 map, then a projection term
-(Miyato & Koyama, 2018): score = linear(h) + <embed(c), h>.
+Discriminator: strided convs with LeakyReLU to a 4x4 map, then a projection term (Miyato & Koyama, 2018):
+score = linear(h) + <embed(c), h>; every layer spectrally normalised and no BatchNorm (SNGAN, Miyato et al.,
+2018). With BatchNorm instead, the hinge-loss discriminator separated real from fake within 300 steps (d_loss
+0.009, g_loss -9.7 and falling) and the generator stopped learning.
 
 For export the generator takes the class as a one-hot float tensor [n, classes] (a MatMul with the
 embedding table), so the ONNX graph needs no Gather on integer input.
@@ -43,18 +45,18 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self, num_classes: int = 10, width: int = 64):
         super().__init__()
-        act = nn.LeakyReLU(0.2, inplace=True)
+        sn = nn.utils.parametrizations.spectral_norm
+        act = nn.LeakyReLU(0.1, inplace=True)
         self.net = nn.Sequential(
-            nn.Conv2d(3, width, 3, 1, 1), act,
-            nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), act,
-            nn.Conv2d(width * 2, width * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 4), act,
-            nn.Conv2d(width * 4, width * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 8), act,
+            sn(nn.Conv2d(3, width, 3, 1, 1)), act,
+            sn(nn.Conv2d(width, width * 2, 4, 2, 1)), act,
+            sn(nn.Conv2d(width * 2, width * 4, 4, 2, 1)), act,
+            sn(nn.Conv2d(width * 4, width * 8, 4, 2, 1)), act,
             nn.Flatten(),
         )
         features = width * 8 * 4 * 4
-        self.fc = nn.Linear(features, 1)
-        self.embed = nn.Embedding(num_classes, features)
-        nn.init.normal_(self.embed.weight, 0, 0.01)
+        self.fc = sn(nn.Linear(features, 1))
+        self.embed = sn(nn.Embedding(num_classes, features))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.net(x)

@@ -1,5 +1,6 @@
-"""Class-conditional GAN task for the shared loop: hinge loss, Adam, one discriminator step per
-generator step, horizontal flips of the real images.
+"""Class-conditional GAN task for the shared loop: hinge loss, Adam (lr 2e-4, betas 0.5 / 0.999: setting C of
+the SNGAN paper, which holds up with one discriminator step per generator step), horizontal flips of the real
+images.
 
 Model selection: when a judge classifier checkpoint is given (for example the trained fastnet), the
 validation metric is the share of generated samples that the judge assigns to the class they were
@@ -66,8 +67,8 @@ class GANTask:
         self.g = create_model("dcgan_generator", **g_kwargs).to(device)
         self.d = create_model("dcgan_discriminator", **d_kwargs).to(device)
         self.train_g, self.train_d = self.g, self.d
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=lr, betas=(0.0, 0.9))
-        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr, betas=(0.0, 0.9))
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=lr, betas=(0.5, 0.999))
         self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
         self.judge = Judge(judge, device) if judge else None
         self.metric_name = "val_cond_acc" if judge else None
