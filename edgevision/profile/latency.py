@@ -8,10 +8,10 @@ memory), compute (the engine's own work, inputs already on the device) and D2H (
 memory); host latency is then the wall time of all three plus the synchronisation, and enqueue the host time
 until the last of them was queued. torch drives these copies and events and is imported only for a CUDA row.
 
-Order: "round-robin" (default) runs one iteration of each contender in turn, so a burst of load from other
-processes, or a clock change, lands on every contender alike; "sequential" times each contender alone (as it
-runs when deployed; a backend's idle worker threads, e.g. ONNX Runtime's spinning pool, then cannot take CPU from
-the next one). Warm-up iterations come first in the same order and are not recorded.
+Order: "round-robin" (default) runs turns of `block` iterations of each contender, so a burst of load from other
+processes, or a clock change, lands on every contender alike, and leaves the first iteration of each turn
+unrecorded (see run_timed); "sequential" times each contender alone, as it runs when deployed. Warm-up iterations
+come first in the same order and are not recorded.
 """
 from __future__ import annotations
 
