@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_ops import cpu_model  # noqa: E402 - the same machine facts as bench_ops
 
-from edgevision.profile.latency import HostTimer, run_timed  # noqa: E402 - the profiler's loop and statistics
+from edgevision.profile.latency import HostTimer, random_inputs, run_timed  # noqa: E402 - the profiler's loop and statistics
 from edgevision.profile.stats import summarize  # noqa: E402
 
 BUILTIN = {  # name: (model factory kwargs, export metadata)
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--only", default=None, help="models whose name contains this text")
     p.add_argument("--models-dir", default=None, help="where the exported models go (default: a temporary folder)")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/bench_models_<host>.json)")
+    p.add_argument("--no-cpu", action="store_true",
+                   help="time the GPU contenders only (ONNX Runtime on the CPU still gives the reference output)")
     return p.parse_args(argv)
 
 
@@ -75,11 +77,14 @@ def export_models(folder: str, names) -> dict[str, str]:
     return paths
 
 
-def contenders(gpu: bool, threads: int):
-    """(label, device, load kwargs) in table order; the first of each device is the ratio's base."""
+def contenders(gpu: bool, threads: int, cpu: bool = True):
+    """(label, device, load kwargs) in table order; the first of each device is the ratio's base. ONNX Runtime on
+    the CPU is always loaded: its output is the reference (timed only with `cpu`)."""
     out = [("native", "cpu", {"backend": "native", "device": "cpu", "threads": threads}),
            ("onnxruntime", "cpu", {"backend": "onnxruntime", "device": "cpu", "threads": threads}),
            ("torch", "cpu", {"backend": "torch", "device": "cpu", "threads": threads})]
+    if not cpu:
+        out = out[1:2]
     if gpu:
         out += [("native fp32", "cuda", {"backend": "native", "device": "cuda"}),
                 ("native fp16", "cuda", {"backend": "native", "device": "cuda", "precision": "fp16"}),
@@ -91,24 +96,24 @@ def contenders(gpu: bool, threads: int):
     return out
 
 
-def inputs_for(engine, batch: int, rng) -> list[np.ndarray]:
-    xs = []
-    for s in engine.input_spec:
-        shape = (batch,) + tuple(s.shape[1:])
-        if s.name == "class_onehot":
-            x = np.eye(shape[1], dtype=np.float32)[rng.integers(0, shape[1], batch)]
-        else:
-            x = rng.standard_normal(shape).astype(np.float32)
-        xs.append(x)
-    return xs
+def inputs_on(engine, xs: list[np.ndarray]) -> list:
+    """The same inputs in the engine's dtype (float16 for fp16 engines), already on its GPU for CUDA engines: a
+    GPU figure is the inference alone, as in an app whose frames are on the device (the profiler's --device-timing
+    splits out the copies)."""
+    xs = [x.astype(s.dtype) for x, s in zip(xs, engine.input_spec)]
+    if not engine.device.startswith("cuda"):
+        return xs
+    import torch
+
+    return [torch.from_numpy(x).to(engine.device) for x in xs]
 
 
-def time_round_robin(engines, xs, min_runs: int, budget: float, syncs, block: int):
-    """Interleaved timing of several engines on the same inputs (edgevision.profile's loop): 2 warm-up calls each,
-    then turns of `block` calls each (the first untimed, see run_timed) until each has min_runs samples and about
-    `budget` seconds each (at most 10 x min_runs).
+def time_round_robin(engines, inputs, min_runs: int, budget: float, syncs, block: int):
+    """Interleaved timing of several engines, each on its own copy of the same inputs (edgevision.profile's
+    loop): 2 warm-up calls each, then turns of `block` calls each (the first untimed, see run_timed) until each
+    has min_runs samples and about `budget` seconds each (at most 10 x min_runs).
     Returns one list of seconds per engine."""
-    timers = [HostTimer(e, xs, None if s is _no_sync else s) for e, s in zip(engines, syncs)]
+    timers = [HostTimer(e, xs, None if s is _no_sync else s) for e, xs, s in zip(engines, inputs, syncs)]
     samples, errors = run_timed(timers, warmup=2, iterations=min_runs, duration=budget * len(timers),
                                 max_iterations=10 * min_runs, block=block)
     for err in errors:
@@ -124,7 +129,7 @@ def bench_model(name, path, args, gpu, rng):
     for batch in args.batches:
         shapes = {"input": [batch, 1, *args.sr_size]} if name == "espcn" or "espcn" in name else None
         loaded, runs = [], []
-        for label, device, kwargs in contenders(gpu, args.threads):
+        for label, device, kwargs in contenders(gpu, args.threads, cpu=not args.no_cpu):
             row = {"model": name, "batch": batch, "contender": label, "device": device}
             try:
                 opts = dict(kwargs, batch=batch, **({"input_shapes": shapes} if shapes else {}))
@@ -137,33 +142,39 @@ def bench_model(name, path, args, gpu, rng):
             rows.append(row)
         if not loaded:
             continue
-        xs = inputs_for(loaded[0][1], batch, rng)
+        reference_engine = next((e for row, e in loaded if row["contender"] == "onnxruntime"), loaded[0][1])
+        xs = random_inputs(reference_engine, seed=int(rng.integers(1 << 31)))
         reference = None
         for row, engine in loaded:
             try:
-                ys = engine.run(xs)
+                row_inputs = inputs_on(engine, xs)
+                ys = engine.run(row_inputs)
             except Exception as exc:  # noqa: BLE001
                 row["skipped"] = f"{type(exc).__name__}: {exc}"
                 continue
             ys = [np.asarray(y.float().cpu() if hasattr(y, "cpu") else y, np.float32) for y in ys]
             if row["contender"] == "onnxruntime" and row["device"] == "cpu":
                 reference = ys
-            runs.append((row, engine, ys))
-        for row, _, ys in runs:
+                if args.no_cpu:
+                    rows.remove(row)
+                    continue
+            runs.append((row, engine, ys, row_inputs))
+        for row, _, ys, _ in runs:
             if reference is not None:
                 row["max_abs_diff_vs_onnxruntime"] = max(float(np.abs(a - b).max()) for a, b in zip(ys, reference))
-        syncs = [_sync_for(row["device"]) for row, _, _ in runs]
+        syncs = [_sync_for(row["device"]) for row, _, _, _ in runs]
         min_runs = 3 if args.quick else args.min_runs
         budget = args.budget / (4 if args.quick else 1)
-        times = time_round_robin([e for _, e, _ in runs], xs, min_runs, budget, syncs, 2 if args.quick else args.block)
-        for (row, _, _), ts in zip(runs, times):
-            row.update(summarize(ts))
+        times = time_round_robin([e for _, e, _, _ in runs], [x for _, _, _, x in runs], min_runs, budget, syncs,
+                                 2 if args.quick else args.block)
+        for (row, _, _, _), ts in zip(runs, times):
+            row.update(summarize(ts, batch))
             row["images_per_s"] = batch / (row["median_ms"] * 1e-3)
         native = {}  # device -> median of its first native contender: the ratios' base
-        for row, _, _ in runs:
+        for row, _, _, _ in runs:
             if row["contender"].startswith("native"):
                 native.setdefault(row["device"], row["median_ms"])
-        for row, _, _ in runs:
+        for row, _, _, _ in runs:
             base = native.get(row["device"])
             row["ratio_vs_native"] = row["median_ms"] / base if base else None
             ratio = f"x{row['ratio_vs_native']:.2f}" if base else "(no native)"
@@ -243,7 +254,8 @@ def main(argv=None):
                     "load_average_after": os.getloadavg()},
         "edgevision": dict(edgevision.info()), "torch": torch.__version__,
         "settings": {"batches": args.batches, "sr_size": args.sr_size, "min_runs": args.min_runs,
-                     "budget_s": args.budget, "quick": args.quick, "only": args.only},
+                     "budget_s": args.budget, "quick": args.quick, "only": args.only,
+                     "no_cpu": args.no_cpu},
         "wall_s": time.time() - t_start, "results": rows,
     }
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",

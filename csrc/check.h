@@ -6,23 +6,37 @@
 //             and line, because it means a bug in edgevision, not in the caller.
 // EV_CUDA_CHECK : a CUDA runtime call that failed. Throws std::runtime_error with cudaGetErrorString.
 #pragma once
-#include <sstream>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace ev {
 namespace detail {
-inline void append(std::ostringstream&) {}
-template <typename T, typename... Rest>
-inline void append(std::ostringstream& os, const T& v, const Rest&... rest) {
-  os << v;
-  append(os, rest...);
+// Message text without iostreams: std::to_string and snprintf format numbers through the C library.
+// Why: a GPU machine's toolchain (/opt/gcc, gcc 13.3) linked its own libstdc++ into _C, and formatting an
+// int through std::ostringstream there segfaulted inside the stream's locale facets. Numbers read as an
+// ostream writes them: integers in decimal, floating point as %g, bool as 1 / 0.
+inline void put(std::string& s, std::string_view v) { s.append(v.data(), v.size()); }
+inline void put(std::string& s, const char* v) { s += v ? v : "(null)"; }
+inline void put(std::string& s, char v) { s += v; }
+inline void put(std::string& s, bool v) { s += v ? '1' : '0'; }
+template <typename T>
+inline std::enable_if_t<std::is_integral_v<T>> put(std::string& s, T v) {
+  s += std::to_string(v);
+}
+template <typename T>
+inline std::enable_if_t<std::is_floating_point_v<T>> put(std::string& s, T v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+  s += buf;
 }
 template <typename... Args>
 inline std::string str(const Args&... args) {
-  std::ostringstream os;
-  append(os, args...);
-  return os.str();
+  std::string s;
+  (put(s, args), ...);
+  return s;
 }
 }  // namespace detail
 }  // namespace ev

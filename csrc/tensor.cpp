@@ -3,7 +3,6 @@
 
 #include <pybind11/numpy.h>
 
-#include <sstream>
 
 #include "check.h"
 
@@ -108,11 +107,9 @@ int64_t View::numel() const {
 }
 
 std::string View::shape_str() const {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 std::string View::device_str() const {

@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -218,8 +219,10 @@ std::vector<View> to_views(const Plan& plan, py::handle list, bool outputs) {
   std::vector<View> views;
   for (int i = 0; i < want; ++i) {
     const PlanTensor& t = outputs ? plan.output(i) : plan.input(i);
-    const std::string name = detail::str(what, "[", i, "] ('", t.name, "')");
-    View v = to_view(seq[i], "Plan.run", name.c_str());
+    // For error messages; snprintf into the stack, since run() is the per-inference hot path.
+    char name[192];
+    std::snprintf(name, sizeof name, "%s[%d] ('%.160s')", what, i, t.name.c_str());
+    View v = to_view(seq[i], "Plan.run", name);
     const bool device_ok = plan.on_cuda()
                                ? v.device == DeviceKind::CUDA && v.device_id == plan.device_id()
                                : v.device == DeviceKind::CPU;

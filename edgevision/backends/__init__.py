@@ -76,6 +76,11 @@ def choose(backend: str, device: str) -> tuple[str, str]:
             from .native import cuda_available
 
             device = "cuda" if cuda_available() else "cpu"
+        elif backend == "onnxruntime":  # the CPU-only onnxruntime package has no CUDA provider
+            import onnxruntime
+
+            has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+            device = "cuda" if has_cuda and _gpu_visible() else "cpu"
         else:
             device = "cuda" if _gpu_visible() else "cpu"
         log.info("edgevision: device 'auto' -> %s for the %s backend", device, backend)
