@@ -203,6 +203,37 @@ def test_conv2d_random(i, target):
     np.testing.assert_allclose(y.float().cpu().numpy(), expect, rtol=rtol, atol=atol, err_msg=str(cfg))
 
 
+# Deep convs on small maps, which the CUDA kernel splits over K (partial sums in the workspace, summed by a
+# second kernel that applies the epilogue): n, c, k, h, r, stride, pad, act, residual, residual after act.
+SPLIT_K_CASES = [
+    (1, 512, 512, 7, 3, 1, 1, "relu", True, False),     # ResNet-18 layer4: 8 output tiles, 32 slices
+    (1, 256, 256, 14, 3, 1, 1, "relu", False, False),   # layer3: 16 tiles
+    (1, 256, 512, 14, 3, 2, 1, None, False, False),     # layer4 downsampling, stride 2
+    (2, 256, 8, 8, 3, 1, 1, "silu", True, True),         # narrow tiles (<= 16 output channels)
+    (1, 1152, 320, 7, 1, 1, 0, None, True, False),      # EfficientNet 1x1 projection with residual
+    (1, 200, 70, 5, 3, 1, 0, "gelu", False, False),     # K = 1800: the last slice shorter than the rest
+]
+
+
+@pytest.mark.parametrize("dtype", [pytest.param(d, marks=[pytest.mark.cuda]) for d in ("float32", "float16")])
+@pytest.mark.parametrize("case", SPLIT_K_CASES, ids=lambda c: f"{c[1]}-{c[2]}@{c[3]}k{c[4]}")
+def test_conv2d_cuda_split_k(case, dtype):
+    from conftest import HAS_CUDA, CUDA_SKIP_REASON
+    if not HAS_CUDA:
+        pytest.skip(f"CUDA tests skipped: {CUDA_SKIP_REASON}")
+    n, c, k, h, r, st, p, act, with_res, after = case
+    cfg = dict(n=n, c=c, k=k, h=h, w=h, r=r, s=r, stride=(st, st), pad=(p,) * 4, dil=(1, 1), groups=1, act=act,
+               alpha=None, beta=None, bias=True, res=with_res, after=after, seed=7)
+    x, w, b, res = make_data(cfg)
+    args = [to_target(a, "cuda", dtype) for a in (x, w, b, res)]
+    y = ev_conv(cfg, *args)
+    rounded = [None if a is None else a.float().cpu().numpy() for a in args]
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(y.float().cpu().numpy(), torch_conv(cfg, *rounded), rtol=rtol, atol=atol)
+    again = ev_conv(cfg, *args)  # the slices are summed in a fixed order: same bits every run
+    assert torch.equal(again, y)
+
+
 # Shapes of real networks, smaller spatially so the scalar reference stays quick.
 NET_SHAPES = [
     # n, c, k, h, r, stride, pad, groups
