@@ -5,7 +5,9 @@ a learned embedding concatenated to z; a linear layer (Gemm) maps that to a 4x4 
 ConvTranspose 4x4/2 + BatchNorm + ReLU stages up to 32x32 and a 3x3 conv with Tanh.
 Discriminator: strided convs with LeakyReLU to a 4x4 map, then a projection term (Miyato & Koyama, 2018):
 score = linear(h) + <embed(c), h>; every layer spectrally normalised and no BatchNorm (SNGAN, Miyato et al.,
-2018). With BatchNorm instead, the hinge-loss discriminator separated real from fake within 300 steps (d_loss
+2018). A second head classifies h into the classes (AC-GAN, Odena et al., 2017): trained on real images, it
+gives the generator a direct push towards samples of the class it was asked for, which the projection term
+alone gave slowly (a judge recognised 12.8% -> 25.3% of samples over the first 6 epochs). With BatchNorm instead, the hinge-loss discriminator separated real from fake within 300 steps (d_loss
 0.009, g_loss -9.7 and falling) and the generator stopped learning.
 
 For export the generator takes the class as a one-hot float tensor [n, classes] (a MatMul with the
@@ -57,10 +59,13 @@ class Discriminator(nn.Module):
         features = width * 8 * 4 * 4
         self.fc = sn(nn.Linear(features, 1))
         self.embed = sn(nn.Embedding(num_classes, features))
+        self.classify = sn(nn.Linear(features, num_classes))
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, class_logits: bool = False):
+        """The real/fake score [n]; with class_logits, (score, class logits [n, classes])."""
         h = self.net(x)
-        return self.fc(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+        score = self.fc(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+        return (score, self.classify(h)) if class_logits else score
 
 
 def dcgan_generator(latent: int = 128, num_classes: int = 10, width: int = 256) -> Generator:

@@ -55,7 +55,8 @@ def train_classify(data: str, out: str, model: str = "fastnet", epochs: float = 
 
 
 def train_gan(data: str, out: str, epochs: float = 20, *, latent: int = 128, g_width: int = 256, d_width: int = 64,
-              batch_size: int = 64, lr: float = 2e-4, judge: str | None = None, eval_samples: int = 1000,
+              batch_size: int = 64, lr: float = 2e-4, aux_weight: float = 1.0, judge: str | None = None,
+              eval_samples: int = 1000,
               final_samples: int = 10000, seed: int = 0, device: str | None = None, threads: int | None = None, resume: bool = True,
               quiet: bool = False, budget_minutes: float | None = None, command: str | None = None) -> dict:
     """Train the class-conditional DCGAN on the training split of a CIFAR-10 folder or image folder.
@@ -70,7 +71,7 @@ def train_gan(data: str, out: str, epochs: float = 20, *, latent: int = 128, g_w
     ctx = setup(device)
     train, test, classes, _, _ = _load_classify_data(data, None)
     task = GANTask(train, classes, device=ctx.device, test=test, latent=latent, g_width=g_width, d_width=d_width,
-                   batch_size=batch_size, lr=lr, judge=judge, eval_samples=eval_samples,
+                   batch_size=batch_size, lr=lr, aux_weight=aux_weight, judge=judge, eval_samples=eval_samples,
                    final_samples=final_samples, seed=seed, dataset=os.path.abspath(data))
     return fit(task, out, epochs, seed=seed, resume=resume, ctx=ctx, command=command, quiet=quiet,
                budget_s=budget_minutes * 60 if budget_minutes else None)

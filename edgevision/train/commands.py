@@ -44,6 +44,8 @@ def add_train_parser(sub) -> None:
     q.add_argument("--latent", type=int, default=128)
     q.add_argument("--g-width", type=int, default=256)
     q.add_argument("--d-width", type=int, default=64)
+    q.add_argument("--aux-weight", type=float, default=1.0,
+                   help="weight of the discriminator's class head (AC-GAN) in both losses; 0 turns it off")
     q.add_argument("--batch-size", type=int, default=64)
     q.add_argument("--lr", type=float, default=2e-4)
     q.add_argument("--judge", default=None, help="classify checkpoint that scores samples (selects the best epoch)")
@@ -106,7 +108,8 @@ def _run_gan(args) -> int:
     from .api import train_gan
 
     train_gan(args.data, args.out, args.epochs, latent=args.latent, g_width=args.g_width, d_width=args.d_width,
-              batch_size=args.batch_size, lr=args.lr, judge=args.judge, eval_samples=args.eval_samples,
+              batch_size=args.batch_size, lr=args.lr, aux_weight=args.aux_weight, judge=args.judge,
+              eval_samples=args.eval_samples,
               final_samples=args.final_samples, command=_command(args), **_common(args))
     return 0
 

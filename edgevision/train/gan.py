@@ -1,6 +1,7 @@
-"""Class-conditional GAN task for the shared loop: hinge loss, Adam (lr 2e-4, betas 0.5 / 0.999: setting C of
-the SNGAN paper, which holds up with one discriminator step per generator step), horizontal flips of the real
-images.
+"""Class-conditional GAN task for the shared loop: hinge loss plus the discriminator's class head (AC-GAN,
+weighted by aux_weight: cross-entropy on real images for the discriminator, on generated ones for the
+generator), Adam (lr 2e-4, betas 0.5 / 0.999: setting C of the SNGAN paper, which holds up with one
+discriminator step per generator step), horizontal flips of the real images.
 
 Model selection: when a judge classifier checkpoint is given (for example the trained fastnet), the
 validation metric is the share of generated samples that the judge assigns to the class they were
@@ -55,10 +56,11 @@ class GANTask:
 
     def __init__(self, train: tuple, classes, *, device, test: tuple | None = None, latent: int = 128,
                  g_width: int = 256, d_width: int = 64, batch_size: int = 64, lr: float = 2e-4,
-                 judge: str | None = None, eval_samples: int = 1000, final_samples: int = 10000, seed: int = 0,
+                 aux_weight: float = 1.0, judge: str | None = None, eval_samples: int = 1000, final_samples: int = 10000, seed: int = 0,
                  dataset: str = ""):
         images, labels = train
         self.device, self.batch_size, self.seed, self.eval_samples = device, batch_size, seed, eval_samples
+        self.aux_weight = aux_weight
         self.final_samples, self.test = final_samples, test
         self.x, self.y = images, labels
         n_classes = len(classes)
@@ -75,7 +77,8 @@ class GANTask:
         self.steps_per_epoch = max(1, len(images) // batch_size)
         h, w = images.shape[2:]
         self.config = {"model": "dcgan_generator", "model_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
-                       "batch_size": batch_size, "lr": lr, "judge": judge or "", "dataset": dataset}
+                       "batch_size": batch_size, "lr": lr, "aux_weight": aux_weight, "judge": judge or "",
+                       "dataset": dataset}
         self.meta = {"task": "generate", "labels": list(classes), "latent_size": latent, "num_classes": n_classes,
                      "output_size": [int(h), int(w)], "color": "rgb", "output_range": [-1.0, 1.0],
                      "inputs": "z: float [n, latent_size] standard normal; class_onehot: float [n, num_classes]"}
@@ -102,12 +105,16 @@ class GANTask:
         fake = self.train_g(z, onehot)
         # One discriminator call on real and fake together: DistributedDataParallel wants one forward
         # per backward.
-        d_real, d_fake = self.train_d(torch.cat([real, fake.detach()]), torch.cat([labels, labels])).chunk(2)
-        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        scores, logits = self.train_d(torch.cat([real, fake.detach()]), torch.cat([labels, labels]), class_logits=True)
+        d_real, d_fake = scores.chunk(2)
+        # The class head learns from real images only, so it never learns the generator's mistakes.
+        d_loss = (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+                  + self.aux_weight * F.cross_entropy(logits[:len(labels)], labels))
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        g_loss = -self.train_d(fake, labels).mean()
+        g_score, g_logits = self.train_d(fake, labels, class_logits=True)
+        g_loss = -g_score.mean() + self.aux_weight * F.cross_entropy(g_logits, labels)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
