@@ -25,6 +25,20 @@ OP_TOL = dict(rtol=1e-4, atol=1e-4)
 MODEL_TOL = dict(rtol=1e-3, atol=1e-3)
 
 
+def bundled_cases(batch=1, frame=(24, 32)):
+    """(name, path, input_shapes) of every bundled model (skips the test when none is installed); the
+    super-resolution models take any frame size, so they get a small fixed `frame`."""
+    from edgevision.model_files import bundled_models, read_metadata
+    models = bundled_models()
+    if not models:
+        pytest.skip("no bundled models installed")
+    for name, path in models.items():
+        meta = read_metadata(name)
+        shapes = ({"input": [batch, 1 if meta.get("channels") == "Y" else 3, *frame]}
+                  if meta["task"] == "enhance" else None)
+        yield name, path, shapes
+
+
 def make_model(nodes, inputs, outputs, initializers=(), opset=17, name="test"):
     """inputs/outputs: list of (name, shape) float32 tensors (shape None: unknown); initializers:
     dict or list of (name, numpy array)."""

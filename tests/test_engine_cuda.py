@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import cuda
-from graph_util import run_ort
+from graph_util import bundled_cases, run_ort
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.cuda, cuda]
@@ -49,15 +49,8 @@ def _check_engine(path, inputs, precision, what, **load_kw):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_bundled_models_on_cuda(precision):
-    from edgevision.model_files import bundled_models, read_metadata
-    models = bundled_models()
-    if not models:
-        pytest.skip("no bundled models installed")
     rng = np.random.default_rng(0)
-    for name, path in models.items():
-        meta = read_metadata(name)
-        shapes = ({"input": [2, 1 if meta.get("channels") == "Y" else 3, 36, 52]}
-                  if meta["task"] == "enhance" else None)
+    for name, path, shapes in bundled_cases(batch=2, frame=(36, 52)):
         with edgevision.load(str(path), backend="onnxruntime", device="cpu", batch=2, input_shapes=shapes) as ref:
             inputs = [rng.standard_normal(s.shape).astype(np.float32) for s in ref.input_spec]
         _check_engine(path, inputs, precision, name, batch=2, input_shapes=shapes)

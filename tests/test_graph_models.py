@@ -3,7 +3,7 @@ edgevision.graph and run against onnxruntime; plus what the passes made of them.
 import numpy as np
 import pytest
 
-from graph_util import EXECUTORS, MODEL_TOL, check_model
+from graph_util import EXECUTORS, MODEL_TOL, bundled_cases, check_model
 from edgevision.graph import compile_spec
 
 torch = pytest.importorskip("torch")
@@ -74,15 +74,8 @@ def test_model_matches_onnxruntime(name, executor, exported):
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_bundled_models_match_onnxruntime(executor):
-    from edgevision.model_files import bundled_models, read_metadata
-    models = bundled_models()
-    if not models:
-        pytest.skip("no bundled models installed")
     rng = np.random.default_rng(0)
-    for name, path in models.items():
-        meta = read_metadata(name)  # super-resolution models take any frame size: fix a small one
-        shapes = ({"input": [1, 1 if meta.get("channels") == "Y" else 3, 24, 32]}
-                  if meta["task"] == "enhance" else None)
+    for name, path, shapes in bundled_cases():
         spec, graph = compile_spec(str(path), input_shapes=shapes)
         inputs = [rng.standard_normal(s.shape).astype(np.float32) for s in graph.input_specs()]
         check_model(path.read_bytes(), inputs, executor, tol=MODEL_TOL, input_shapes=shapes)
