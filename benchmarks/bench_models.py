@@ -6,10 +6,11 @@ random weights: speed does not depend on them), the DCGAN generator (32x32) and 
 
 Contenders: native, onnxruntime and torch on the CPU, all with --threads threads; with a GPU also native CUDA
 fp32/fp16, torch CUDA, onnxruntime CUDA (when its provider is installed) and TensorRT fp32/fp16 (when
-installed). Calls are interleaved round-robin (one run of each contender in turn) after a warm-up, so load from
-other processes hits all alike. Reported per case: median and p90 latency, images/s, the max abs difference to
-onnxruntime's CPU output, and ratio = contender median / native median of the same device (>= 1: native is
-faster). A contender that fails to load or run is listed as skipped with its error. Writes JSON (--out) and
+installed); --no-cpu times the GPU contenders only. Every contender gets the same random inputs in its own dtype,
+already on its GPU for CUDA contenders (host wall time of run + synchronize). Contenders take turns of --block calls
+(the first of each turn untimed) after a warm-up, so load from other processes hits all alike. Reported per case:
+median and p90 latency, images/s, the max abs difference to onnxruntime's CPU output, and ratio = contender median /
+native median of the same device (>= 1: native is faster). A contender that fails to load or run is listed as skipped with its error. Writes JSON (--out) and
 prints a Markdown table. Never part of the test suite.
 
     PYTHONPATH=. python benchmarks/bench_models.py [--threads N] [--quick] [--only resnet18] [--out FILE]

@@ -15,8 +15,9 @@
 namespace ev {
 namespace detail {
 // Message text without iostreams: std::to_string and snprintf format numbers through the C library.
-// Why: a GPU machine's toolchain (/opt/gcc, gcc 13.3) linked its own libstdc++ into _C, and formatting an
-// int through std::ostringstream there segfaulted inside the stream's locale facets. Numbers read as an
+// Why: built by a GPU machine's toolchain (/opt/gcc, gcc 13.3), _C carried its own copy of libstdc++'s
+// stream code (the backtrace's frames were inside _C), and formatting an int through std::ostringstream
+// there segfaulted inside the stream's locale facets. Numbers read as an
 // ostream writes them: integers in decimal, floating point as %g, bool as 1 / 0.
 inline void put(std::string& s, std::string_view v) { s.append(v.data(), v.size()); }
 inline void put(std::string& s, const char* v) { s += v ? v : "(null)"; }

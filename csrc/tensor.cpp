@@ -3,7 +3,6 @@
 
 #include <pybind11/numpy.h>
 
-
 #include "check.h"
 
 namespace py = pybind11;

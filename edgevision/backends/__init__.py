@@ -77,9 +77,11 @@ def choose(backend: str, device: str) -> tuple[str, str]:
 
             device = "cuda" if cuda_available() else "cpu"
         elif backend == "onnxruntime":  # the CPU-only onnxruntime package has no CUDA provider
-            import onnxruntime
+            has_cuda = False
+            if importlib.util.find_spec("onnxruntime") is not None:  # else the backend says what to install
+                import onnxruntime
 
-            has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+                has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
             device = "cuda" if has_cuda and _gpu_visible() else "cpu"
         else:
             device = "cuda" if _gpu_visible() else "cpu"
