@@ -3,6 +3,7 @@ standard architectures in fp32 and fp16; torch tensors in and out, run_async on 
 and several threads sharing one engine. Skipped without a GPU (CI has none); run on a GPU machine with
 `pytest tests/test_engine_cuda.py`."""
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def _check_engine(path, inputs, precision, what, **load_kw):
         assert engine.device.startswith("cuda")
         xs = [x.astype(s.dtype) for x, s in zip(inputs, engine.input_spec)]
         got = engine.run(xs)
-    expected = run_ort(open(path, "rb").read(), [x.astype(np.float32) for x in xs])
+    expected = run_ort(Path(path).read_bytes(), [x.astype(np.float32) for x in xs])
     for i, (g, e) in enumerate(zip(got, expected)):
         _compare(g, e, precision, f"{what} output {i} ({precision})")
 
@@ -68,7 +69,7 @@ def test_torch_tensors_async_and_dynamic_batch(tmp_path):
     path, _ = _export("resnet18", tmp_path)
     rng = np.random.default_rng(1)
     x8 = rng.standard_normal((8, 3, 224, 224)).astype(np.float32)
-    expected = run_ort(open(path, "rb").read(), [x8])[0]
+    expected = run_ort(Path(path).read_bytes(), [x8])[0]
     with edgevision.load(str(path), backend="native", device="cuda") as engine:
         xt = torch.from_numpy(x8).cuda()
         (y,) = engine.run(xt)  # a CUDA tensor in: a CUDA tensor out, bound directly
