@@ -5,6 +5,7 @@ Torch-free: torch is imported only when a torch tensor is passed in or a CUDA en
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -14,6 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from ..graph.ir import TensorSpec
+
+
+@functools.lru_cache(maxsize=None)
+def _np_dtype(name) -> np.dtype:
+    return np.dtype(name)
 
 log = logging.getLogger("edgevision")
 
@@ -307,15 +313,17 @@ class Engine:
         return [self._check_one(x, spec, var) for x, spec, var in zip(items, self.input_spec, self.variable_dims)]
 
     def _check_one(self, x, spec: TensorSpec, variable):
+        # Per-call path: numpy dtypes compare as objects; their names are built only for a message.
         if isinstance(x, np.ndarray):
-            dtype, shape = x.dtype.name, x.shape
+            ok_dtype, shape = x.dtype == _np_dtype(spec.dtype), x.shape
         elif is_torch(x):
-            dtype, shape = str(x.dtype).replace("torch.", ""), tuple(x.shape)
+            ok_dtype = str(x.dtype).replace("torch.", "") == _np_dtype(spec.dtype).name
+            shape = tuple(x.shape)
         else:
             raise TypeError(f"input {spec.name!r}: expected a numpy array or a torch tensor, got {type(x).__name__}")
-        expected = np.dtype(spec.dtype).name
-        if dtype != expected:
-            raise TypeError(f"input {spec.name!r}: expected dtype {expected}, got {dtype}")
+        if not ok_dtype:
+            got = x.dtype.name if isinstance(x, np.ndarray) else str(x.dtype).replace("torch.", "")
+            raise TypeError(f"input {spec.name!r}: expected dtype {_np_dtype(spec.dtype).name}, got {got}")
         ok = len(shape) == len(spec.shape) and all(
             (d >= 1 if i in variable else d == e) for i, (d, e) in enumerate(zip(shape, spec.shape)))
         if not ok:

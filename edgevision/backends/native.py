@@ -64,7 +64,7 @@ class NativeEngine(Engine):
         program = self._program(arrays)
         if self.device == "cpu":
             # torch CPU tensors become zero-copy numpy views
-            ys = program.run([a if isinstance(a, np.ndarray) else a.cpu().numpy() for a in arrays])
+            ys = program.run_checked([a if isinstance(a, np.ndarray) else a.cpu().numpy() for a in arrays])
             if is_torch(arrays[0]):
                 import torch
 

@@ -325,8 +325,13 @@ class Program:
                     raise ValueError(f"input {s.name!r} must have shape {list(s.shape)}, got {list(x.shape)}")
                 x = np.asarray(x, dtype=np.float32, order="C")
             args.append(x)
+        return self.run_checked(args, out)
+
+    def run_checked(self, inputs: list, out=None) -> list:
+        """run() for inputs already checked against input_specs (float32, C-contiguous, these shapes; the
+        engines check them once): skips the second check on the per-inference path."""
         outs = self._outputs(out)
-        self.plan.run(args, outs)
+        self.plan.run(inputs, outs)
         return outs
 
     __call__ = run
