@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import edgevision as ev
-from conftest import TARGETS, TOL
+from conftest import TARGETS, TOL, cuda
 from target_util import check_fast_ref_torch, with_threads
 
 ACTS = [None, "relu", "leaky_relu", "clip", "relu6", "sigmoid", "tanh", "silu", "hardswish",
@@ -215,12 +215,9 @@ SPLIT_K_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [pytest.param(d, marks=[pytest.mark.cuda]) for d in ("float32", "float16")])
+@pytest.mark.parametrize("dtype", [pytest.param(d, marks=[pytest.mark.cuda, cuda]) for d in ("float32", "float16")])
 @pytest.mark.parametrize("case", SPLIT_K_CASES, ids=lambda c: f"{c[1]}-{c[2]}@{c[3]}k{c[4]}")
 def test_conv2d_cuda_split_k(case, dtype):
-    from conftest import HAS_CUDA, CUDA_SKIP_REASON
-    if not HAS_CUDA:
-        pytest.skip(f"CUDA tests skipped: {CUDA_SKIP_REASON}")
     n, c, k, h, r, st, p, act, with_res, after = case
     cfg = dict(n=n, c=c, k=k, h=h, w=h, r=r, s=r, stride=(st, st), pad=(p,) * 4, dil=(1, 1), groups=1, act=act,
                alpha=None, beta=None, bias=True, res=with_res, after=after, seed=7)
