@@ -369,3 +369,32 @@ def test_conv2d_depthwise3x3_edges(case, threads):
     fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
+# Depthwise with more than 9 taps on outputs under 16 columns wide runs across 8-channel blocks
+# (conv_dw_cblock): channel counts around the block size (the idle lanes of a last partial block),
+# output widths below and at the 4-output step, strides and dilations per axis, non-square kernels.
+DW_CBLOCK_CASES = [
+    # n, c, h, w, (r, s), stride, dilation, (top, left, bottom, right)
+    (1, 1, 7, 7, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+    (2, 7, 14, 14, (5, 5), (2, 2), (1, 1), (2, 2, 2, 2)),
+    (1, 8, 7, 9, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+    (1, 9, 5, 3, (7, 7), (1, 1), (1, 1), (3, 3, 3, 3)),
+    (2, 17, 11, 13, (3, 5), (1, 2), (2, 1), (2, 0, 1, 3)),
+    (1, 24, 15, 15, (4, 4), (1, 1), (1, 1), (1, 2, 2, 1)),
+    (1, 12, 30, 29, (5, 5), (3, 2), (1, 1), (0, 1, 2, 0)),
+    (1, 16, 1, 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", DW_CBLOCK_CASES)
+def test_conv2d_depthwise_channel_blocks(case, threads):
+    n, c, h, w_, (r, s), st, dil, pad = case
+    cfg = dict(n=n, c=c, k=c, h=h, w=w_, r=r, s=s, stride=st, dil=dil, pad=pad, groups=c, act="clip",
+               alpha=0.0, beta=6.0, bias=True, res=True, after=False, seed=17)
+    x, w, b, res = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ev_conv(cfg, x, w, b, res, reference=True), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)

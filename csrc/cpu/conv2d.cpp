@@ -3,6 +3,8 @@
 // Fast path, by case:
 // - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over zero-padded, stride-split copies of
 //   the input rows (conv_dw3);
+// - depthwise with multiplier 1 and fewer than 16 output columns: vectors across 8 channels of a
+//   pixel-major copy (conv_dw_cblock);
 // - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
 //   each input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
 // - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
@@ -384,6 +386,119 @@ void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const 
           dw_rows<5, 5>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
         else
           dw_rows<0, 0>(s, g, plane, wk, oh, ow, bv, rp, y + o, acc, store, e);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Depthwise on small output maps (multiplier 1): vectors run across 8 channels instead of along a
+// row, so a 7-wide output row fills its vectors and a stride needs no phase split. Each block of 8
+// channels is copied once into a zero-padded pixel-major tile [hp][wp][8]; every tap of output
+// (oy, ox) is then one aligned 8-channel vector at a fixed offset. Results go to a [oh*ow][8] tile
+// and are written back one channel plane at a time through the epilogue store.
+// ---------------------------------------------------------------------------------------------
+constexpr int CB = 8;            // channels per block (one v8f)
+constexpr int kMaxCbTaps = 121;  // 11 x 11: the tap offsets live on the stack
+
+bool dw_cblock(const Conv2dShape& s) {
+  // Below 16 output columns the row kernels leave most lanes of their last vector idle and pay
+  // their per-plane setup for few outputs: EfficientNet-Lite0's 5x5 layers at 14 and 7 columns took
+  // 0.44-0.56 ms there and 0.31-0.44 ms here (epyc2, 1 thread). A 3x3 kernel has too few taps to
+  // repay the transposes in and out (1152 channels at 7x7: 0.22 ms in conv_dw3, 0.29 ms here).
+  return s.k == s.c && s.out_w() < 16 && s.r * s.s > 9 && s.r * s.s <= kMaxCbTaps;
+}
+
+struct CbGeom {
+  int64_t hp, wp, tile, out, taps;
+};
+
+CbGeom cb_geom(const Conv2dShape& s) {
+  CbGeom g;
+  g.hp = s.h + s.pad_t + s.pad_b;
+  g.wp = s.w + s.pad_l + s.pad_r;
+  g.tile = g.hp * g.wp * CB;
+  g.out = s.out_h() * s.out_w() * CB;
+  g.taps = s.r * s.s;
+  return g;
+}
+
+int64_t cb_thread_floats(const Conv2dShape& s) {
+  const CbGeom g = cb_geom(s);
+  // tile, output tile, the block's weights (all 32-byte aligned), one channel's output plane
+  return sgemm::round_up(g.tile + g.out + g.taps * CB + s.out_h() * s.out_w(), 16);
+}
+
+void conv_dw_cblock(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+                    const float* res, float* y, const Epilogue& e, void* ws) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), ohw = oh * ow, hw = s.h * s.w;
+  const CbGeom g = cb_geom(s);
+  const int64_t per = cb_thread_floats(s);
+  float* base = sgemm::align64(ws);
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  const int64_t cblocks = (s.c + CB - 1) / CB, blocks = s.n * cblocks;
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), blocks));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    float* tile = base + omp_get_thread_num() * per;
+    float* out = tile + g.tile;
+    float* wb = out + g.out;
+    float* plane = wb + g.taps * CB;
+    // Interior positions are rewritten by every block; the padding stays zero.
+    std::memset(tile, 0, g.tile * sizeof(float));
+    int64_t offp[kMaxCbTaps];
+    for (int64_t r = 0; r < s.r; ++r)
+      for (int64_t q = 0; q < s.s; ++q) offp[r * s.s + q] = (r * s.dil_h * g.wp + q * s.dil_w) * CB;
+    const int taps = static_cast<int>(g.taps);
+#pragma omp for schedule(static)
+    for (int64_t bi = 0; bi < blocks; ++bi) {
+      const int64_t b = bi / cblocks, c0 = bi % cblocks * CB;
+      const int lanes = static_cast<int>(std::min<int64_t>(CB, s.c - c0));
+      if (lanes < CB) {  // the last block: idle lanes read zeros and are never stored
+        std::memset(tile, 0, g.tile * sizeof(float));
+        std::memset(wb, 0, g.taps * CB * sizeof(float));
+      }
+      for (int l = 0; l < lanes; ++l) {
+        const float* src = x + (b * s.c + c0 + l) * hw;
+        for (int64_t iy = 0; iy < s.h; ++iy) {
+          float* d = tile + ((iy + s.pad_t) * g.wp + s.pad_l) * CB + l;
+          const float* sr = src + iy * s.w;
+          for (int64_t ix = 0; ix < s.w; ++ix) d[ix * CB] = sr[ix];
+        }
+        const float* wk = w + (c0 + l) * g.taps;
+        for (int t = 0; t < taps; ++t) wb[t * CB + l] = wk[t];
+      }
+      const v8f* wv = reinterpret_cast<const v8f*>(wb);
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const float* row = tile + oy * s.stride_h * g.wp * CB;
+        const int64_t step = s.stride_w * CB;
+        int64_t ox = 0;
+        for (; ox + 4 <= ow; ox += 4) {  // four outputs share each tap's weight vector
+          const float* p = row + ox * step;
+          v8f a0 = {}, a1 = {}, a2 = {}, a3 = {};
+          for (int t = 0; t < taps; ++t) {
+            const float* q = p + offp[t];
+            const v8f wt = wv[t];
+            a0 += *reinterpret_cast<const v8f*>(q) * wt;
+            a1 += *reinterpret_cast<const v8f*>(q + step) * wt;
+            a2 += *reinterpret_cast<const v8f*>(q + 2 * step) * wt;
+            a3 += *reinterpret_cast<const v8f*>(q + 3 * step) * wt;
+          }
+          v8f* o = reinterpret_cast<v8f*>(out + (oy * ow + ox) * CB);
+          o[0] = a0; o[1] = a1; o[2] = a2; o[3] = a3;
+        }
+        for (; ox < ow; ++ox) {
+          const float* p = row + ox * step;
+          v8f a = {};
+          for (int t = 0; t < taps; ++t) a += *reinterpret_cast<const v8f*>(p + offp[t]) * wv[t];
+          *reinterpret_cast<v8f*>(out + (oy * ow + ox) * CB) = a;
+        }
+      }
+      for (int l = 0; l < lanes; ++l) {
+        for (int64_t i = 0; i < ohw; ++i) plane[i] = out[i * CB + l];
+        const int64_t o = (b * s.k + c0 + l) * ohw;
+        store(plane, 1, static_cast<int>(ohw), y + o, 0, res ? res + o : nullptr,
+              bias ? bias + c0 + l : nullptr, nullptr, 1.f, e);
       }
     }
   }
@@ -908,10 +1023,10 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* w, const f
 size_t conv2d_cpu_workspace(const Conv2dShape& s) {
   const int threads = omp_get_max_threads();
   if (!kernel_fits(s)) return 0;
-  if (is_depthwise(s))
-    return static_cast<size_t>(dw3_fast(s) ? dw3_thread_floats(s) : dw_thread_floats(s)) * threads *
-               sizeof(float) +
-           64;
+  if (is_depthwise(s)) {
+    const int64_t per = dw_cblock(s) ? cb_thread_floats(s) : dw3_fast(s) ? dw3_thread_floats(s) : dw_thread_floats(s);
+    return static_cast<size_t>(per) * threads * sizeof(float) + 64;
+  }
   if (is_pointwise(s))
     return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads);
   if (use_winograd(s)) return winograd_bytes(s, threads);
@@ -929,6 +1044,8 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
                 const float* residual, float* y, const Epilogue& e, void* workspace) {
   if (!kernel_fits(s))
     conv2d_ref(s, x, w, bias, residual, y, e);
+  else if (is_depthwise(s) && dw_cblock(s))
+    conv_dw_cblock(s, x, w, bias, residual, y, e, workspace);
   else if (is_depthwise(s) && dw3_fast(s))
     conv_dw3(s, x, w, bias, residual, y, e, workspace);
   else if (is_depthwise(s))
