@@ -371,7 +371,7 @@ def test_conv2d_depthwise3x3_edges(case, threads):
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
 
 
-# Depthwise with more than 9 taps on outputs under 16 columns wide runs across 8-channel blocks
+# Depthwise with more than 9 taps on outputs under 32 columns wide runs across 8-channel blocks
 # (conv_dw_cblock): channel counts around the block size (the idle lanes of a last partial block),
 # output widths below and at the 4-output step, strides and dilations per axis, non-square kernels.
 DW_CBLOCK_CASES = [
@@ -384,6 +384,7 @@ DW_CBLOCK_CASES = [
     (1, 24, 15, 15, (4, 4), (1, 1), (1, 1), (1, 2, 2, 1)),
     (1, 12, 30, 29, (5, 5), (3, 2), (1, 1), (0, 1, 2, 0)),
     (1, 16, 1, 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+    (1, 10, 40, 44, (5, 5), (2, 2), (1, 1), (2, 2, 2, 2)),  # 22 output columns
 ]
 
 

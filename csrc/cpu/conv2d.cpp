@@ -3,7 +3,7 @@
 // Fast path, by case:
 // - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over zero-padded, stride-split copies of
 //   the input rows (conv_dw3);
-// - depthwise with multiplier 1 and fewer than 16 output columns: vectors across 8 channels of a
+// - depthwise with multiplier 1, over 9 taps and under 32 output columns: vectors across 8 channels of a
 //   pixel-major copy (conv_dw_cblock);
 // - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
 //   each input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
@@ -402,11 +402,12 @@ constexpr int CB = 8;            // channels per block (one v8f)
 constexpr int kMaxCbTaps = 121;  // 11 x 11: the tap offsets live on the stack
 
 bool dw_cblock(const Conv2dShape& s) {
-  // Below 16 output columns the row kernels leave most lanes of their last vector idle and pay
-  // their per-plane setup for few outputs: EfficientNet-Lite0's 5x5 layers at 14 and 7 columns took
-  // 0.44-0.56 ms there and 0.31-0.44 ms here (epyc2, 1 thread). A 3x3 kernel has too few taps to
-  // repay the transposes in and out (1152 channels at 7x7: 0.22 ms in conv_dw3, 0.29 ms here).
-  return s.k == s.c && s.out_w() < 16 && s.r * s.s > 9 && s.r * s.s <= kMaxCbTaps;
+  // On narrow outputs the row kernels leave lanes of their last vector idle and pay their per-plane
+  // setup (at stride 2, a scalar phase-splitting copy) for few outputs. EfficientNet-Lite0's 5x5
+  // layers, epyc2, 1 thread, row kernel -> here: 144 channels 56 -> 28 stride 2 1.05 -> 0.66 ms,
+  // 240 at 28 0.71 -> 0.69, 672 14 -> 7 0.50 -> 0.29, 1152 at 7 0.56 -> 0.38. A 3x3 kernel has too
+  // few taps to repay the transposes in and out (1152 channels at 7x7: 0.22 ms in conv_dw3, 0.29 here).
+  return s.k == s.c && s.out_w() < 32 && s.r * s.s > 9 && s.r * s.s <= kMaxCbTaps;
 }
 
 struct CbGeom {
