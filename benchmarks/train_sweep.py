@@ -1,16 +1,21 @@
-"""Sweep fastnet's width and schedule on one GPU: several `train_classify` runs side by side, one JSON summary.
+"""Sweep training recipes on one GPU: several `edgevision.train` runs side by side, one JSON summary.
+
+Sets "widths" and "longer" vary fastnet (train_classify on a CIFAR-10 folder); set "espcn" varies the x2
+super-resolution network (train_sr on an SR root with T91/, Set5/, Set14/; each run is bounded by a time budget,
+over which its schedule anneals, so it still ends with its Set5/Set14 figures).
 
 A GPU machine without ../shared needs the CIFAR-10 copy carried to it, and the raw 184 MB is too large to
 travel; `pack` re-encodes every image as a quality-75 4:2:0 JPEG (the quality the shared copy was decoded
 from, so the round trip moves pixels by only about 0.16 grey levels) and stores one shared JPEG header plus
 the scan bytes (19 MB); `unpack` writes the binary layout back.
 
-    python benchmarks/fastnet_sweep.py pack ../shared/data/cifar10 cifar_jpeg.npz
-    python benchmarks/fastnet_sweep.py unpack cifar_jpeg.npz /tmp/cifar10
-    python benchmarks/fastnet_sweep.py run /tmp/cifar10 --runs /tmp/runs --out sweep.json --set widths
+    python benchmarks/train_sweep.py pack ../shared/data/cifar10 cifar_jpeg.npz
+    python benchmarks/train_sweep.py unpack cifar_jpeg.npz /tmp/cifar10
+    python benchmarks/train_sweep.py run /tmp/cifar10 --runs /tmp/runs --out sweep.json --set widths
+    python benchmarks/train_sweep.py run ../shared/data/sr --runs /tmp/sr --out sr.json --set espcn
 
-Each run holds out 5,000 training images (validation, per epoch) and reports the test accuracy, single view,
-of its best checkpoint. The runs share the GPU, so their wall times are not single-run timings.
+A fastnet run holds out 5,000 training images (validation, per epoch) and reports the test accuracy, single
+view, of its best checkpoint. The runs share the GPU, so their wall times are not single-run timings.
 """
 from __future__ import annotations
 
@@ -41,6 +46,14 @@ SETS = {
         "w192_e30": dict(epochs=30, model_kwargs={"widths": WIDER}),
         "w64_e60": dict(epochs=60),
         "w128_e30_ls1": dict(epochs=30, label_smoothing=0.1, model_kwargs={"widths": WIDE}),
+    },
+    "espcn": {  # train_sr keyword arguments; scale 2, Y channel, T91 with 5 images held out
+        "w64_d3": dict(epochs=1000, budget_minutes=3.0),
+        "w64_d5": dict(epochs=1000, depth=5, budget_minutes=3.0),
+        "w64_d7": dict(epochs=1000, depth=7, budget_minutes=3.0),
+        "w96_d5": dict(epochs=1000, depth=5, width=96, budget_minutes=3.0),
+        "w64_d5_p32": dict(epochs=1000, depth=5, patch=32, budget_minutes=3.0),
+        "w128_d4": dict(epochs=1000, depth=4, width=128, budget_minutes=3.0),
     },
 }
 
@@ -86,12 +99,14 @@ def unpack(src: str, dst: str) -> None:
         f.write(z["meta"].tobytes())
 
 
-def run(data: str, runs: str, out: str, configs: dict, limit_s: float) -> dict:
+def run(data: str, runs: str, out: str, configs: dict, limit_s: float, task: str) -> dict:
     os.makedirs(runs, exist_ok=True)
+    call = "train_classify" if task == "classify" else "train_sr"
+    fixed = "model='fastnet', " if task == "classify" else ""
     procs = {}
     for name, kw in configs.items():
-        code = (f"import edgevision.train.api as a; a.train_classify({data!r}, {os.path.join(runs, name)!r}, "
-                f"model='fastnet', device='cuda', threads=2, quiet=True, **{kw!r})")
+        code = (f"import edgevision.train.api as a; a.{call}({data!r}, {os.path.join(runs, name)!r}, "
+                f"{fixed}device='cuda', threads=2, quiet=True, **{kw!r})")
         log = open(os.path.join(runs, f"{name}.log"), "w")
         procs[name] = subprocess.Popen([sys.executable, "-P", "-c", code], stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
@@ -105,11 +120,12 @@ def run(data: str, runs: str, out: str, configs: dict, limit_s: float) -> dict:
         path = os.path.join(runs, name, "metrics.json")
         m = json.load(open(path)) if os.path.exists(path) else {}
         history = m.get("history", [])
+        metric = "val_acc" if task == "classify" else "val_psnr"
         summary[name] = {"config": configs[name], "rc": p.returncode, "final": m.get("final"),
-                         "val_acc": [round(h["val_acc"], 4) for h in history],
-                         "train_acc_last": round(history[-1]["train_acc"], 4) if history else None,
+                         metric: [round(h[metric], 4) for h in history], "steps": m.get("steps"),
+                         "train_acc_last": round(history[-1]["train_acc"], 4) if history and "train_acc" in history[-1] else None,
                          "wall_s": round(history[-1]["wall_s"], 1) if history else None}
-        print(name, summary[name]["final"], summary[name]["val_acc"][-3:], summary[name]["wall_s"], "rc", p.returncode)
+        print(name, summary[name]["final"], summary[name][metric][-3:], summary[name]["wall_s"], "rc", p.returncode)
     with open(out, "w") as f:
         json.dump(summary, f, indent=1, default=list)
     return summary
@@ -136,7 +152,7 @@ def main() -> None:
     elif a.cmd == "unpack":
         unpack(a.src, a.dst)
     else:
-        run(a.data, a.runs, a.out, SETS[a.set], a.limit_s)
+        run(a.data, a.runs, a.out, SETS[a.set], a.limit_s, "sr" if a.set == "espcn" else "classify")
 
 
 if __name__ == "__main__":
