@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "epilogue.h"
 #include "ops.h"
@@ -157,36 +158,30 @@ void store_tile(const float* acc, float* c, int64_t ldc, const float* res, const
 
 using TileStoreFn = void (*)(const float*, float*, int64_t, const float*, const float*, float, const Epilogue&);
 
-inline StoreFn pick_store(Act a) {
+// Calls f(std::integral_constant<Act, a>{}) so a runtime activation picks a compile-time instantiation.
+template <class F>
+auto with_act(Act a, F f) {
   switch (a) {
-    case Act::None: return store_final<Act::None>;
-    case Act::ReLU: return store_final<Act::ReLU>;
-    case Act::LeakyReLU: return store_final<Act::LeakyReLU>;
-    case Act::Clip: return store_final<Act::Clip>;
-    case Act::Sigmoid: return store_final<Act::Sigmoid>;
-    case Act::Tanh: return store_final<Act::Tanh>;
-    case Act::SiLU: return store_final<Act::SiLU>;
-    case Act::HardSwish: return store_final<Act::HardSwish>;
-    case Act::GELU: return store_final<Act::GELU>;
-    case Act::HardSigmoid: return store_final<Act::HardSigmoid>;
+    case Act::None: break;
+    case Act::ReLU: return f(std::integral_constant<Act, Act::ReLU>{});
+    case Act::LeakyReLU: return f(std::integral_constant<Act, Act::LeakyReLU>{});
+    case Act::Clip: return f(std::integral_constant<Act, Act::Clip>{});
+    case Act::Sigmoid: return f(std::integral_constant<Act, Act::Sigmoid>{});
+    case Act::Tanh: return f(std::integral_constant<Act, Act::Tanh>{});
+    case Act::SiLU: return f(std::integral_constant<Act, Act::SiLU>{});
+    case Act::HardSwish: return f(std::integral_constant<Act, Act::HardSwish>{});
+    case Act::GELU: return f(std::integral_constant<Act, Act::GELU>{});
+    case Act::HardSigmoid: return f(std::integral_constant<Act, Act::HardSigmoid>{});
   }
-  return store_final<Act::None>;
+  return f(std::integral_constant<Act, Act::None>{});
+}
+
+inline StoreFn pick_store(Act a) {
+  return with_act(a, [](auto act) -> StoreFn { return store_final<decltype(act)::value>; });
 }
 
 inline TileStoreFn pick_tile_store(Act a) {
-  switch (a) {
-    case Act::None: return store_tile<Act::None>;
-    case Act::ReLU: return store_tile<Act::ReLU>;
-    case Act::LeakyReLU: return store_tile<Act::LeakyReLU>;
-    case Act::Clip: return store_tile<Act::Clip>;
-    case Act::Sigmoid: return store_tile<Act::Sigmoid>;
-    case Act::Tanh: return store_tile<Act::Tanh>;
-    case Act::SiLU: return store_tile<Act::SiLU>;
-    case Act::HardSwish: return store_tile<Act::HardSwish>;
-    case Act::GELU: return store_tile<Act::GELU>;
-    case Act::HardSigmoid: return store_tile<Act::HardSigmoid>;
-  }
-  return store_tile<Act::None>;
+  return with_act(a, [](auto act) -> TileStoreFn { return store_tile<decltype(act)::value>; });
 }
 
 // Per-thread scratch, in floats: packed B block, partial sums (when K > KC_ONE), ragged A panel.
