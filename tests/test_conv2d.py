@@ -399,3 +399,26 @@ def test_conv2d_depthwise_channel_blocks(case, threads):
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, ev_conv(cfg, x, w, b, res, reference=True), rtol=rtol, atol=atol)
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
+# The SGEMM's whole-tile store with the epilogue applied in registers (kernel_store: one depth block,
+# K <= 320; 6 output channels x 16 columns of one image row or pixel run), for every activation that has
+# a vector form, each with no residual, a residual before and one after the activation. 1x1: 18 output
+# channels (3 whole row tiles) over 8x8 = 4 whole panels; 3x3 padded: output rows of 20 (a whole panel
+# and a ragged one per row), 13 channels (a ragged row tile too).
+REGISTER_EPILOGUE_ACTS = [(None, None, None), ("relu", None, None), ("leaky_relu", 0.2, None),
+                          ("clip", -0.5, 0.7), ("hardswish", None, None), ("hardsigmoid", 1 / 6, 0.5)]
+
+
+@pytest.mark.parametrize("res,after", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("act,alpha,beta", REGISTER_EPILOGUE_ACTS)
+@pytest.mark.parametrize("shape", [(20, 18, 8, 8, 1, 0), (24, 13, 6, 20, 3, 1)], ids=["1x1", "3x3"])
+def test_conv2d_register_epilogue(shape, act, alpha, beta, res, after):
+    c, k, h, w_, r, p = shape
+    cfg = dict(n=1, c=c, k=k, h=h, w=w_, r=r, s=r, stride=(1, 1), dil=(1, 1), pad=(p,) * 4, groups=1,
+               act=act, alpha=alpha, beta=beta, bias=True, res=res, after=after, seed=19)
+    x, w, b, rr = make_data(cfg)
+    fast = ev_conv(cfg, x, w, b, rr)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ev_conv(cfg, x, w, b, rr, reference=True), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, rr), rtol=rtol, atol=atol)

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "ops.h"
 
@@ -145,44 +146,107 @@ void max_pool2x2(const Pool2dShape& s, const float* x, float* y) {
     }
 }
 
+// Every other max pool, one output row at a time through a padded row buffer: the window's input rows are
+// first reduced into T (vertical max, padding -inf), then T is split into stride_w phases (phase ph holds
+// T[ph], T[ph + sw], ...), so a horizontal tap of consecutive outputs reads consecutive floats. Both passes
+// are 8-lane vectors. (Strided scalar taps took 1.1 ms for ResNet-18's 3x3 stride-2 pool on epyc2, about
+// three times ONNX Runtime.) A window with no tap inside the input reads only padding: -inf.
+struct PoolRowGeom {
+  int64_t tlen;  // padded columns in T: everything an output reads, and the whole input row
+  int64_t plen;  // floats per phase
+};
+
+PoolRowGeom pool_row_geom(const Pool2dShape& s) {
+  const int64_t span = (s.out_w() - 1) * s.stride_w + (s.kw - 1) * s.dil_w + 1;
+  PoolRowGeom g;
+  g.tlen = std::max(span, s.pad_l + s.w);
+  g.plen = (g.tlen + s.stride_w - 1) / s.stride_w;
+  return g;
+}
+
+void max_pool_row(const Pool2dShape& s, const PoolRowGeom& g, const float* xp, int64_t oy, float* t,
+                  float* phases, float* yr) {
+  const int64_t ow = s.out_w(), w = s.w, sw = s.stride_w;
+  const int64_t ystart = oy * s.stride_h - s.pad_t;
+  int64_t ky0, ky1;
+  max_taps(ystart, s.h, s.kh, s.dil_h, &ky0, &ky1);
+  // Vertical pass into T[pad_l, pad_l + w); the rest of T stays -inf from the caller.
+  float* tin = t + s.pad_l;
+  if (ky0 == ky1) {
+    std::fill(tin, tin + w, kNegInf);
+  } else {
+    const float* r0 = xp + (ystart + ky0 * s.dil_h) * w;
+    int64_t ix = 0;
+    for (; ix + 8 <= w; ix += 8) {
+      v8f m = *reinterpret_cast<const v8f_u*>(r0 + ix);
+      for (int64_t ky = ky0 + 1; ky < ky1; ++ky)
+        m = max_nan8(m, *reinterpret_cast<const v8f_u*>(xp + (ystart + ky * s.dil_h) * w + ix));
+      *reinterpret_cast<v8f_u*>(tin + ix) = m;
+    }
+    for (; ix < w; ++ix) {
+      float m = r0[ix];
+      for (int64_t ky = ky0 + 1; ky < ky1; ++ky) m = max_nan(m, xp[(ystart + ky * s.dil_h) * w + ix]);
+      tin[ix] = m;
+    }
+  }
+  // Phase split (stride 1 reads T itself).
+  const float* ph = t;
+  if (sw == 2) {
+    float* ev = phases;
+    float* od = phases + g.plen;
+    int64_t i = 0;
+    for (; 2 * i + 16 <= g.tlen; i += 8) {
+      const v8f lo = *reinterpret_cast<const v8f_u*>(t + 2 * i);
+      const v8f hi = *reinterpret_cast<const v8f_u*>(t + 2 * i + 8);
+      *reinterpret_cast<v8f_u*>(ev + i) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+      *reinterpret_cast<v8f_u*>(od + i) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+    }
+    for (; i < g.plen; ++i) {
+      ev[i] = t[2 * i];
+      od[i] = 2 * i + 1 < g.tlen ? t[2 * i + 1] : kNegInf;
+    }
+    ph = phases;
+  } else if (sw > 2) {
+    for (int64_t q = 0; q < sw; ++q)
+      for (int64_t i = 0; i < g.plen; ++i) phases[q * g.plen + i] = i * sw + q < g.tlen ? t[i * sw + q] : kNegInf;
+    ph = phases;
+  }
+  // Horizontal pass: tap kx of output ox is phase (kx * dil_w) % sw, column ox + (kx * dil_w) / sw.
+  const auto tap = [&](int64_t kx) {
+    const int64_t d = kx * s.dil_w;
+    return ph + (d % sw) * g.plen + d / sw;
+  };
+  int64_t ox = 0;
+  for (; ox + 8 <= ow; ox += 8) {
+    v8f m = *reinterpret_cast<const v8f_u*>(tap(0) + ox);
+    for (int64_t kx = 1; kx < s.kw; ++kx) m = max_nan8(m, *reinterpret_cast<const v8f_u*>(tap(kx) + ox));
+    *reinterpret_cast<v8f_u*>(yr + ox) = m;
+  }
+  for (; ox < ow; ++ox) {
+    float m = tap(0)[ox];
+    for (int64_t kx = 1; kx < s.kw; ++kx) m = max_nan(m, tap(kx)[ox]);
+    yr[ox] = m;
+  }
+}
+
 }  // namespace
 
 void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
   if (is_plain_2x2(s)) return max_pool2x2(s, x, y);
   const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
-  int64_t xa, xb;
-  interior(ow, s.w, s.kw, s.stride_w, s.pad_l, s.dil_w, &xa, &xb);
-#pragma omp parallel for schedule(static) if (rows * ow * s.kh * s.kw > kParallelWork)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t p = row / oh, oy = row % oh;
-    const float* xp = x + p * s.h * s.w;
-    float* yr = y + row * ow;
-    const int64_t ystart = oy * s.stride_h - s.pad_t;
-    int64_t ky0, ky1;
-    max_taps(ystart, s.h, s.kh, s.dil_h, &ky0, &ky1);
-    auto clipped = [&](int64_t ox) {
-      const int64_t xstart = ox * s.stride_w - s.pad_l;
-      int64_t kx0, kx1;
-      max_taps(xstart, s.w, s.kw, s.dil_w, &kx0, &kx1);
-      float m = kNegInf;
-      for (int64_t ky = ky0; ky < ky1; ++ky) {
-        const float* xr = xp + (ystart + ky * s.dil_h) * s.w;
-        for (int64_t kx = kx0; kx < kx1; ++kx) m = max_nan(m, xr[xstart + kx * s.dil_w]);
-      }
-      yr[ox] = m;
-    };
-    for (int64_t ox = 0; ox < xa; ++ox) clipped(ox);
-    for (int64_t ox = xb; ox < ow; ++ox) clipped(ox);
-    if (xa < xb) {
-      for (int64_t ox = xa; ox < xb; ++ox) yr[ox] = kNegInf;
-      for (int64_t ky = ky0; ky < ky1; ++ky) {
-        const float* xr = xp + (ystart + ky * s.dil_h) * s.w;
-        for (int64_t kx = 0; kx < s.kw; ++kx) {
-          const int64_t off = kx * s.dil_w - s.pad_l, st = s.stride_w;
-          for (int64_t ox = xa; ox < xb; ++ox) yr[ox] = max_nan(yr[ox], xr[ox * st + off]);
-        }
-      }
-    }
+  if (rows == 0 || ow == 0) return;
+  const PoolRowGeom g = pool_row_geom(s);
+#pragma omp parallel if (rows * ow * s.kh * s.kw > kParallelWork)
+  {
+    // T, then the phases (none at stride 1). Grown once per thread, not per call.
+    thread_local std::vector<float> buf;
+    const size_t need = static_cast<size_t>(g.tlen + (s.stride_w > 1 ? s.stride_w * g.plen : 0));
+    if (buf.size() < need) buf.resize(need);
+    float* t = buf.data();
+    std::fill(t, t + g.tlen, kNegInf);
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row)
+      max_pool_row(s, g, x + row / oh * s.h * s.w, row % oh, t, t + g.tlen, y + row * ow);
   }
 }
 
