@@ -422,3 +422,20 @@ def test_conv2d_register_epilogue(shape, act, alpha, beta, res, after):
     rtol, atol = TOL["float32"]
     np.testing.assert_allclose(fast, ev_conv(cfg, x, w, b, rr, reference=True), rtol=rtol, atol=atol)
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, rr), rtol=rtol, atol=atol)
+
+
+# N % 16 == 1 leaves a one-column last panel, which the SGEMM runs as dot products along K
+# (narrow_kernel): a 7x7 pointwise map (N = 49) in one depth block and over two (K = 400, with the
+# partial sums), ragged row tiles (13 channels), and a padded 3x3 whose pitch layout has 33 columns.
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(64, 18, 7, 7, 1, 0), (400, 13, 7, 7, 1, 0), (40, 12, 5, 5, 3, 1)],
+                         ids=["1x1-k64", "1x1-k400", "3x3-pitch"])
+def test_conv2d_one_column_panel(shape, threads):
+    c, k, h, w_, r, p = shape
+    cfg = dict(n=1, c=c, k=k, h=h, w=w_, r=r, s=r, stride=(1, 1), dil=(1, 1), pad=(p,) * 4, groups=1,
+               act="relu", alpha=None, beta=None, bias=True, res=True, after=False, seed=23)
+    x, w, b, rr = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, rr))
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ev_conv(cfg, x, w, b, rr, reference=True), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, rr), rtol=rtol, atol=atol)

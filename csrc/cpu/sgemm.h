@@ -113,6 +113,41 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, int64_t rs, int6
   });
 }
 
+// A last panel this narrow (N = 49, a 7x7 map, leaves one column) runs as dot products along K instead
+// of a 6x16 tile that is all padding but one column. epyc2, 1 thread, sgemm alone: 1x1 320 -> 1280 at 7x7
+// 0.61 -> 0.49 ms, 160 -> 960 0.28 -> 0.25, 960 -> 160 0.29 -> 0.25. Not wider: at K = 64 a 4-column
+// last panel (N = 196) measured no faster than the full tile.
+constexpr int NARROW = 1;
+
+// acc[i * NR + j] = sum_p A(i, p) * bt[j * kc + p] for the MR rows (rs apart, contiguous in p) and the
+// nr <= NARROW columns of bt; the other columns of acc are left alone. Six independent row sums per
+// column keep the multiply-adds from waiting on each other.
+inline void narrow_kernel(int64_t kc, const float* __restrict a, int64_t rs, const float* __restrict bt, int nr,
+                          float* __restrict acc) {
+  for (int j = 0; j < nr; ++j) {
+    const float* b = bt + j * kc;
+    v8f s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {};
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+      const v8f bv = *reinterpret_cast<const v8fu*>(b + p);
+      s0 += *reinterpret_cast<const v8fu*>(a + p) * bv;
+      s1 += *reinterpret_cast<const v8fu*>(a + rs + p) * bv;
+      s2 += *reinterpret_cast<const v8fu*>(a + 2 * rs + p) * bv;
+      s3 += *reinterpret_cast<const v8fu*>(a + 3 * rs + p) * bv;
+      s4 += *reinterpret_cast<const v8fu*>(a + 4 * rs + p) * bv;
+      s5 += *reinterpret_cast<const v8fu*>(a + 5 * rs + p) * bv;
+    }
+    const v8f* sums[MR] = {&s0, &s1, &s2, &s3, &s4, &s5};
+    for (int i = 0; i < MR; ++i) {
+      const v8f& v = *sums[i];
+      float t = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+      const float* ai = a + i * rs;
+      for (int64_t q = p; q < kc; ++q) t += ai[q] * b[q];
+      acc[i * NR + j] = t;
+    }
+  }
+}
+
 // Final store of mr x len accumulators to one contiguous run of columns: y = epi(alpha * acc + bias
 // + res). The activation is a template argument so the switch in activate() folds away and the
 // column loop vectorizes.
@@ -262,11 +297,12 @@ inline KernelStoreFn pick_kernel_store(Act a) {
   });
 }
 
-// Per-thread scratch, in floats: packed B block, partial sums (when K > KC_ONE), ragged A panel.
+// Per-thread scratch, in floats: packed B block, partial sums (when K > KC_ONE), ragged A panel, narrow
+// panel's columns.
 inline int64_t thread_scratch_floats(int64_t M, int64_t K) {
   const int64_t b = KC_ONE * NC;
   const int64_t part = K > KC_ONE ? round_up(M, MR) * NC : 0;
-  return b + part + MR * KC_ONE + 16;  // + 16: room to align to 64 bytes
+  return b + part + MR * KC_ONE + NARROW * KC_ONE + 16;  // + 16: room to align to 64 bytes
 }
 
 inline size_t workspace_bytes(int64_t M, int64_t K, int threads) {
@@ -304,11 +340,12 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
   float* bbuf = scratch;
   float* part = bbuf + KC_ONE * NC;
   float* atail = part + (K > KC_ONE ? round_up(M, MR) * NC : 0);
+  float* bt = atail + MR * KC_ONE;
   const StoreFn store = pick_store(C.e.act);
   const TileStoreFn store_whole = pick_tile_store(C.e.act);
   // One depth block with A rows in place: whole tiles go through kernel_store.
   const KernelStoreFn direct = A.cs == 1 && K <= KC_ONE ? pick_kernel_store(C.e.act) : nullptr;
-  alignas(64) float acc[MR * NR];
+  alignas(64) float acc[MR * NR] = {};  // zeroed: a narrow panel leaves columns it does not use
   const bool arow = A.cs == 1;
   const int64_t mtail = M - M % MR;  // first row of the ragged panel (== M when none)
 
@@ -334,9 +371,18 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           // as much as a short micro-kernel).
           const int64_t g0 = (jc + jr) / C.group_cols, jj0 = (jc + jr) % C.group_cols;
           const bool whole = nr == NR && jj0 + NR <= C.group_valid && (!C.bias || C.bias_per_row);
+          const bool narrow = nr <= NARROW && arow;
+          if (narrow)  // the panel's columns, each contiguous in k
+            for (int j = 0; j < nr; ++j)
+              for (int64_t p = 0; p < kc; ++p) bt[j * kc + p] = bp[p * NR + j];
           for (int64_t ir = ic; ir < ic + mc; ir += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
-            if (mr == MR) {
+            if (narrow) {
+              if (mr == MR)
+                narrow_kernel(kc, A.p + ir * A.rs + pc, A.rs, bt, nr, acc);
+              else
+                narrow_kernel(kc, atail, kc, bt, nr, acc);
+            } else if (mr == MR) {
               const float* ap = A.p + ir * A.rs + pc * A.cs;
               if (direct && whole) {
                 const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
