@@ -113,13 +113,13 @@ struct PointwisePackB {
 // stride_h x stride_w phases (phase (py, px) holds padded rows py, py + sh, ... and columns px,
 // px + sw, ...). Then for any tap (ci, ky, kx) the inputs of output (oy, ox) sit at
 //   xp + tap_offset(ci, ky, kx) + oy * wq + ox,
-// linear in the flat index j = oy * wq + ox. B is therefore a matrix whose rows are just offsets
-// into xp and whose NR-wide panels are two vector copies: no im2col, no bounds checks. Columns
-// with ox >= ow (the pitch's padding) are computed and dropped by the store.
+// linear in ox within an output row. B's columns are the output pixels, row after row (no columns
+// for the pitch's padding: at 7x7, 61 pitch columns would cost 4 panels where 49 pixels take 3 and one
+// dot-product column), and each panel row is one 16-float vector copy per run of the panel's pixels
+// that lies in one output row: no im2col, no bounds checks.
 // ---------------------------------------------------------------------------------------------
 struct PadGeom {
   int64_t hq, wq, phase, chan, image;  // image: floats of one padded image of all channels
-  int64_t cols;                         // flat output columns: (oh - 1) * wq + ow
 };
 
 PadGeom pad_geom(const Conv2dShape& s) {
@@ -130,7 +130,6 @@ PadGeom pad_geom(const Conv2dShape& s) {
   g.chan = s.stride_h * s.stride_w * g.phase;
   // + NR: the last panel of the last channel reads up to NR - 1 columns past the phase's end.
   g.image = sgemm::round_up(s.c * g.chan + NR, 16);
-  g.cols = (s.out_h() - 1) * g.wq + s.out_w();
   return g;
 }
 
@@ -160,18 +159,38 @@ struct PaddedPackB {
   const PadGeom* g;
   const float* xp;  // the padded image, at the group's first channel
   void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
-    const int64_t rs = s->r * s->s;
+    const int64_t rs = s->r * s->s, ow = s->out_w();
     const float* src[sgemm::KC_ONE];
     for (int64_t p = 0; p < kl; ++p) {
       const int64_t kk = k0 + p, ci = kk / rs, ky = (kk % rs) / s->s, kx = kk % s->s;
       const int64_t dy = ky * s->dil_h, dx = kx * s->dil_w;
       src[p] = xp + ci * g->chan + ((dy % s->stride_h) * s->stride_w + dx % s->stride_w) * g->phase +
-               (dy / s->stride_h) * g->wq + dx / s->stride_w + j0;
+               (dy / s->stride_h) * g->wq + dx / s->stride_w;
     }
-    // Columns past nl read the scratch's slack; their results are dropped.
     for (int64_t q = 0; q * NR < nl; ++q) {
       float* d = dst + q * kl * NR;
-      for (int64_t p = 0; p < kl; ++p) copy_short(d + p * NR, src[p] + q * NR, NR);
+      // Runs of the panel's pixels inside one output row: run t is columns [off[t], off[t + 1]) of the
+      // panel and starts at flat position at[t] = oy * wq + ox of the phase plane.
+      const int cols = static_cast<int>(std::min<int64_t>(NR, nl - q * NR));
+      int64_t at[NR];
+      int off[NR + 1], nrun = 0;
+      int64_t oy = (j0 + q * NR) / ow, ox = (j0 + q * NR) % ow;
+      for (int jj = 0; jj < cols; ++oy, ox = 0) {
+        at[nrun] = oy * g->wq + ox;
+        off[nrun++] = jj;
+        jj += static_cast<int>(std::min<int64_t>(cols - jj, ow - ox));
+      }
+      off[nrun] = cols;
+      if (nrun == 1) {
+        for (int64_t p = 0; p < kl; ++p) copy_short(d + p * NR, src[p] + at[0], NR);
+        continue;
+      }
+      // Each run is copied as a whole vector pair: what it writes past its end is overwritten by the
+      // next run, or by the next panel row (the last row's spill lands in the next panel, or in the
+      // NR floats of slack sgemm keeps after the block); what it reads past its row is the pitch's
+      // padding or the image's slack. Columns past `cols` hold such values; the store drops them.
+      for (int64_t p = 0; p < kl; ++p)
+        for (int t = 0; t < nrun; ++t) copy_short(d + p * NR + off[t], src[p] + at[t], NR);
     }
   }
 };
@@ -203,14 +222,14 @@ void conv_pointwise(const Conv2dShape& s, const float* x, const float* w, const 
 void conv_padded_image(const Conv2dShape& s, const PadGeom& pg, const float* xp, const float* w,
                        const float* bias, const float* res, float* y, const Epilogue& e,
                        void* gemm_ws, int threads) {
-  const int64_t ohw = s.out_h() * s.out_w(), ow = s.out_w();
+  const int64_t ohw = s.out_h() * s.out_w();
   const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
   for (int64_t g = 0; g < s.groups; ++g) {
     const sgemm::AView av{w + g * kg * K, K, 1};
     const PaddedPackB pb{&s, &pg, xp + g * cg * pg.chan};
-    const sgemm::CView cv{y + g * kg * ohw, ohw, pg.wq, ow, ow, bias ? bias + g * kg : nullptr,
+    const sgemm::CView cv{y + g * kg * ohw, ohw, ohw, ohw, ohw, bias ? bias + g * kg : nullptr,
                           true, res ? res + g * kg * ohw : nullptr, 1.f, e};
-    sgemm::gemm(kg, pg.cols, K, av, pb, cv, gemm_ws, threads);
+    sgemm::gemm(kg, ohw, K, av, pb, cv, gemm_ws, threads);
   }
 }
 

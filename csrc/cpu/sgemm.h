@@ -297,10 +297,10 @@ inline KernelStoreFn pick_kernel_store(Act a) {
   });
 }
 
-// Per-thread scratch, in floats: packed B block, partial sums (when K > KC_ONE), ragged A panel, narrow
-// panel's columns.
+// Per-thread scratch, in floats: packed B block (+ NR: a packer may write that far past the block),
+// partial sums (when K > KC_ONE), ragged A panel, narrow panel's columns.
 inline int64_t thread_scratch_floats(int64_t M, int64_t K) {
-  const int64_t b = KC_ONE * NC;
+  const int64_t b = KC_ONE * NC + NR;
   const int64_t part = K > KC_ONE ? round_up(M, MR) * NC : 0;
   return b + part + MR * KC_ONE + NARROW * KC_ONE + 16;  // + 16: room to align to 64 bytes
 }
@@ -338,7 +338,7 @@ template <class PackB>
 void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, const CView& C,
                     int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* scratch) {
   float* bbuf = scratch;
-  float* part = bbuf + KC_ONE * NC;
+  float* part = bbuf + KC_ONE * NC + NR;
   float* atail = part + (K > KC_ONE ? round_up(M, MR) * NC : 0);
   float* bt = atail + MR * KC_ONE;
   const StoreFn store = pick_store(C.e.act);
