@@ -3,8 +3,8 @@
 // Fast path, by case:
 // - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over zero-padded, stride-split copies of
 //   the input rows (conv_dw3);
-// - depthwise with multiplier 1, over 9 taps and under 32 output columns: vectors across 8 channels of a
-//   pixel-major copy (conv_dw_cblock);
+// - depthwise with multiplier 1, under 32 output columns and over 9 taps (9 at stride 2): vectors across
+//   8 channels of a pixel-major copy (conv_dw_cblock);
 // - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
 //   each input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
 // - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
@@ -423,10 +423,13 @@ constexpr int kMaxCbTaps = 121;  // 11 x 11: the tap offsets live on the stack
 bool dw_cblock(const Conv2dShape& s) {
   // On narrow outputs the row kernels leave lanes of their last vector idle and pay their per-plane
   // setup (at stride 2, a scalar phase-splitting copy) for few outputs. EfficientNet-Lite0's 5x5
-  // layers, epyc2, 1 thread, row kernel -> here: 144 channels 56 -> 28 stride 2 1.05 -> 0.66 ms,
-  // 240 at 28 0.71 -> 0.69, 672 14 -> 7 0.50 -> 0.29, 1152 at 7 0.56 -> 0.38. A 3x3 kernel has too
-  // few taps to repay the transposes in and out (1152 channels at 7x7: 0.22 ms in conv_dw3, 0.29 here).
-  return s.k == s.c && s.out_w() < 32 && s.r * s.s > 9 && s.r * s.s <= kMaxCbTaps;
+  // layers, epyc2, 1 thread, row kernel -> here (scalar transposes then): 144 channels 56 -> 28 stride 2
+  // 1.05 -> 0.66 ms, 240 at 28 0.71 -> 0.69, 672 14 -> 7 0.50 -> 0.29, 1152 at 7 0.56 -> 0.38. With the
+  // vector transposes a 3x3 pays off at stride 2 (bench_ops, torch/edgevision: 240 channels 28 -> 14
+  // 1.05 -> 1.30) but not at stride 1 (480 at 14: 1.23 -> 1.14; 1152 at 7: even), where conv_dw3's rows
+  // need no phase split.
+  const int64_t taps = s.r * s.s;
+  return s.k == s.c && s.out_w() < 32 && (taps > 9 || (taps == 9 && s.stride_w > 1)) && taps <= kMaxCbTaps;
 }
 
 struct CbGeom {
@@ -445,8 +448,37 @@ CbGeom cb_geom(const Conv2dShape& s) {
 
 int64_t cb_thread_floats(const Conv2dShape& s) {
   const CbGeom g = cb_geom(s);
-  // tile, output tile, the block's weights (all 32-byte aligned), one channel's output plane
-  return sgemm::round_up(g.tile + g.out + g.taps * CB + s.out_h() * s.out_w(), 16);
+  // tile, output tile, the block's weights (all 32-byte aligned), the block's CB output planes
+  return sgemm::round_up(g.tile + g.out + g.taps * CB + CB * s.out_h() * s.out_w(), 16);
+}
+
+// In-register 8x8 transpose: afterwards r[j][i] is the former r[i][j] (unpack, shuffle, then swap the
+// 128-bit halves: 24 shuffles for 64 floats, where scalar stride-8 copies cost one move each).
+inline __attribute__((always_inline)) void transpose8(v8f* r) {
+  const v8f t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);
+  const v8f t1 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);
+  const v8f t2 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);
+  const v8f t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);
+  const v8f t4 = __builtin_shufflevector(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13);
+  const v8f t5 = __builtin_shufflevector(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);
+  const v8f t6 = __builtin_shufflevector(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13);
+  const v8f t7 = __builtin_shufflevector(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);
+  const v8f u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+  const v8f u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+  const v8f u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+  const v8f u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+  const v8f u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
+  const v8f u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+  const v8f u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+  const v8f u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+  r[0] = __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[1] = __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[2] = __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[3] = __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[4] = __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[5] = __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[6] = __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[7] = __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 void conv_dw_cblock(const Conv2dShape& s, const float* x, const float* w, const float* bias,
@@ -463,7 +495,7 @@ void conv_dw_cblock(const Conv2dShape& s, const float* x, const float* w, const 
     float* tile = base + omp_get_thread_num() * per;
     float* out = tile + g.tile;
     float* wb = out + g.out;
-    float* plane = wb + g.taps * CB;
+    float* planes = wb + g.taps * CB;  // CB output planes of ohw floats
     // Interior positions are rewritten by every block; the padding stays zero.
     std::memset(tile, 0, g.tile * sizeof(float));
     int64_t offp[kMaxCbTaps];
@@ -478,13 +510,22 @@ void conv_dw_cblock(const Conv2dShape& s, const float* x, const float* w, const 
         std::memset(tile, 0, g.tile * sizeof(float));
         std::memset(wb, 0, g.taps * CB * sizeof(float));
       }
-      for (int l = 0; l < lanes; ++l) {
-        const float* src = x + (b * s.c + c0 + l) * hw;
-        for (int64_t iy = 0; iy < s.h; ++iy) {
-          float* d = tile + ((iy + s.pad_t) * g.wp + s.pad_l) * CB + l;
-          const float* sr = src + iy * s.w;
-          for (int64_t ix = 0; ix < s.w; ++ix) d[ix * CB] = sr[ix];
+      const float* src = x + (b * s.c + c0) * hw;
+      // Full blocks: 8 pixels of the 8 channel planes at a time, transposed in registers.
+      const int64_t wvec = lanes == CB ? s.w / CB * CB : 0;
+      for (int64_t iy = 0; iy < s.h; ++iy) {
+        float* d = tile + ((iy + s.pad_t) * g.wp + s.pad_l) * CB;
+        const float* sr = src + iy * s.w;
+        for (int64_t ix = 0; ix < wvec; ix += CB) {
+          v8f r[CB];
+          for (int l = 0; l < CB; ++l) r[l] = *reinterpret_cast<const v8fu*>(sr + l * hw + ix);
+          transpose8(r);
+          for (int q = 0; q < CB; ++q) *reinterpret_cast<v8f*>(d + (ix + q) * CB) = r[q];
         }
+        for (int l = 0; l < lanes; ++l)
+          for (int64_t ix = wvec; ix < s.w; ++ix) d[ix * CB + l] = sr[l * hw + ix];
+      }
+      for (int l = 0; l < lanes; ++l) {
         const float* wk = w + (c0 + l) * g.taps;
         for (int t = 0; t < taps; ++t) wb[t * CB + l] = wk[t];
       }
@@ -514,8 +555,17 @@ void conv_dw_cblock(const Conv2dShape& s, const float* x, const float* w, const 
           *reinterpret_cast<v8f*>(out + (oy * ow + ox) * CB) = a;
         }
       }
+      // Back to channel planes, 8 pixels at a time through the same transpose, then the epilogue per plane.
+      const int64_t pvec = ohw / CB * CB;
+      for (int64_t i = 0; i < pvec; i += CB) {
+        v8f r[CB];
+        for (int q = 0; q < CB; ++q) r[q] = *reinterpret_cast<const v8f*>(out + (i + q) * CB);
+        transpose8(r);
+        for (int l = 0; l < CB; ++l) *reinterpret_cast<v8fu*>(planes + l * ohw + i) = r[l];
+      }
       for (int l = 0; l < lanes; ++l) {
-        for (int64_t i = 0; i < ohw; ++i) plane[i] = out[i * CB + l];
+        float* plane = planes + l * ohw;
+        for (int64_t i = pvec; i < ohw; ++i) plane[i] = out[i * CB + l];
         const int64_t o = (b * s.k + c0 + l) * ohw;
         store(plane, 1, static_cast<int>(ohw), y + o, 0, res ? res + o : nullptr,
               bias ? bias + c0 + l : nullptr, nullptr, 1.f, e);
