@@ -176,11 +176,8 @@ void activation_cpu(int64_t numel, const float* x, float* y, const Epilogue& e) 
     {
       int64_t begin, end;
       cpu::thread_range(numel, &begin, &end);
-      if (x == y) {
-        cpu::activate_span<A>(y + begin, end - begin, e.alpha, e.beta);
-      } else {
-        for (int64_t i = begin; i < end; ++i) y[i] = activate(x[i], A, e.alpha, e.beta);
-      }
+      if (x != y) std::copy(x + begin, x + end, y + begin);
+      cpu::activate_span<A>(y + begin, end - begin, e.alpha, e.beta);
     }
   });
 }

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "cpu/vec_act.h"
 #include "epilogue.h"
 #include "ops.h"
 
@@ -149,29 +150,32 @@ inline void narrow_kernel(int64_t kc, const float* __restrict a, int64_t rs, con
 }
 
 // Final store of mr x len accumulators to one contiguous run of columns: y = epi(alpha * acc + bias
-// + res). The activation is a template argument so the switch in activate() folds away and the
-// column loop vectorizes.
+// + res). Rows are NR apart in acc (the depthwise kernels pass one long row). The activation is a
+// template argument and runs on 8-lane vectors (vec_act.h) over chunks of the row.
 template <Act ACT>
 void store_final(const float* acc, int mr, int len, float* c, int64_t ldc, const float* res,
                  const float* bias_row, const float* bias_col, float alpha, const Epilogue& e) {
+  constexpr int kChunk = 64;  // a multiple of 8: only a row's last vector is partial
   const float al = e.alpha, be = e.beta;
+  alignas(32) float t[kChunk];
   for (int i = 0; i < mr; ++i) {
-    const float* a = acc + i * NR;
+    const float* ai = acc + i * NR;
     float* ci = c + i * ldc;
     const float* ri = res ? res + i * ldc : nullptr;
     const float br = bias_row ? bias_row[i] : 0.f;
-    if (e.residual_after_act) {
-      for (int j = 0; j < len; ++j) {
-        const float v = alpha * a[j] + br + (bias_col ? bias_col[j] : 0.f);
-        ci[j] = activate(v, ACT, al, be) + (ri ? ri[j] : 0.f);
-      }
-    } else if (ri) {
-      for (int j = 0; j < len; ++j)
-        ci[j] = activate(alpha * a[j] + br + (bias_col ? bias_col[j] : 0.f) + ri[j], ACT, al, be);
-    } else if (bias_col) {
-      for (int j = 0; j < len; ++j) ci[j] = activate(alpha * a[j] + br + bias_col[j], ACT, al, be);
-    } else {
-      for (int j = 0; j < len; ++j) ci[j] = activate(alpha * a[j] + br, ACT, al, be);
+    const bool res_before = ri && !e.residual_after_act, res_after = ri && e.residual_after_act;
+    for (int j0 = 0; j0 < len; j0 += kChunk) {
+      const int n = len - j0 < kChunk ? len - j0 : kChunk;
+      for (int j = 0; j < n; ++j) t[j] = alpha * ai[j0 + j] + br;
+      if (bias_col)
+        for (int j = 0; j < n; ++j) t[j] += bias_col[j0 + j];
+      if (res_before)
+        for (int j = 0; j < n; ++j) t[j] += ri[j0 + j];
+      cpu::activate_span8<ACT>(t, n, al, be);
+      if (res_after)
+        for (int j = 0; j < n; ++j) ci[j0 + j] = t[j] + ri[j0 + j];
+      else
+        for (int j = 0; j < n; ++j) ci[j0 + j] = t[j];
     }
   }
 }
@@ -179,25 +183,24 @@ void store_final(const float* acc, int mr, int len, float* c, int64_t ldc, const
 using StoreFn = void (*)(const float*, int, int, float*, int64_t, const float*, const float*,
                          const float*, float, const Epilogue&);
 
-// The common case of store_final: a whole MR x NR tile with a per-row bias (convolutions). The fixed
-// trip counts let GCC keep it in vector registers; with a runtime length the loop's setup cost as much
-// as the 6x16x16 micro-kernel of a 1x1 conv over 16 channels.
+// The common case of store_final: a whole MR x NR tile with a per-row bias (convolutions), two vectors
+// per row (with a runtime length the loop's setup cost as much as the 6x16x16 micro-kernel of a 1x1
+// conv over 16 channels).
 template <Act ACT>
 void store_tile(const float* acc, float* c, int64_t ldc, const float* res, const float* bias_row, float alpha,
                 const Epilogue& e) {
   const float al = e.alpha, be = e.beta;
   for (int i = 0; i < MR; ++i) {
-    const float* a = acc + i * NR;
-    float* ci = c + i * ldc;
     const float br = bias_row ? bias_row[i] : 0.f;
-    if (!res) {
-      for (int j = 0; j < NR; ++j) ci[j] = activate(alpha * a[j] + br, ACT, al, be);
-    } else if (e.residual_after_act) {
-      const float* ri = res + i * ldc;
-      for (int j = 0; j < NR; ++j) ci[j] = activate(alpha * a[j] + br, ACT, al, be) + ri[j];
-    } else {
-      const float* ri = res + i * ldc;
-      for (int j = 0; j < NR; ++j) ci[j] = activate(alpha * a[j] + br + ri[j], ACT, al, be);
+    for (int h = 0; h < NR; h += 8) {
+      v8f v = *reinterpret_cast<const v8f*>(acc + i * NR + h) * alpha + br;
+      v8fu* ci = reinterpret_cast<v8fu*>(c + i * ldc + h);
+      if (!res) {
+        *ci = cpu::activate8<ACT>(v, al, be);
+      } else {
+        const v8f r = *reinterpret_cast<const v8fu*>(res + i * ldc + h);
+        *ci = e.residual_after_act ? cpu::activate8<ACT>(v, al, be) + r : cpu::activate8<ACT>(v + r, al, be);
+      }
     }
   }
 }
@@ -230,31 +233,8 @@ inline TileStoreFn pick_tile_store(Act a) {
   return with_act(a, [](auto act) -> TileStoreFn { return store_tile<decltype(act)::value>; });
 }
 
-// Activations that are a few compares and multiplies (the usual conv epilogues), on 8 lanes, with the
-// results of activate() lane by lane (NaN included); the others (exp, tanh, erf) keep the scalar stores.
-template <Act ACT>
-constexpr bool vector_act() {
-  return ACT == Act::None || ACT == Act::ReLU || ACT == Act::LeakyReLU || ACT == Act::Clip ||
-         ACT == Act::HardSwish || ACT == Act::HardSigmoid;
-}
-
-template <Act ACT>
-inline __attribute__((always_inline)) v8f activate_v(v8f v, float al, float be) {
-  const v8f zero = {};
-  const auto clamp = [](v8f x, v8f lo, v8f hi) {
-    x = x > lo ? x : lo;
-    return x < hi ? x : hi;
-  };
-  if constexpr (ACT == Act::ReLU) return v > zero ? v : zero;
-  else if constexpr (ACT == Act::LeakyReLU) return v >= zero ? v : v * al;
-  else if constexpr (ACT == Act::Clip) return clamp(v, zero + al, zero + be);
-  else if constexpr (ACT == Act::HardSwish) return v * clamp(v + 3.f, zero, zero + 6.f) * (1.f / 6.f);
-  else if constexpr (ACT == Act::HardSigmoid) return clamp(v * al + be, zero, zero + 1.f);
-  else return v;
-}
-
 // One whole 6x16 tile of a single-depth-block GEMM with the epilogue applied to the accumulators in
-// registers and stored straight into C (per-row bias, as store_tile). Saves store_tile's round trip of
+// registers (vec_act.h) and stored straight into C (per-row bias, as store_tile). Saves store_tile's round trip of
 // the 12 accumulators through memory and its call: on a 1x1 conv over 16 channels that was a third of
 // the micro-kernel's time.
 template <Act ACT>
@@ -271,15 +251,15 @@ void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float
       const v8f rl = *reinterpret_cast<const v8fu*>(res + i * ldc);
       const v8f rr = *reinterpret_cast<const v8fu*>(res + i * ldc + 8);
       if (after) {
-        l = activate_v<ACT>(l, al, be) + rl;
-        r = activate_v<ACT>(r, al, be) + rr;
+        l = cpu::activate8<ACT>(l, al, be) + rl;
+        r = cpu::activate8<ACT>(r, al, be) + rr;
       } else {
-        l = activate_v<ACT>(l + rl, al, be);
-        r = activate_v<ACT>(r + rr, al, be);
+        l = cpu::activate8<ACT>(l + rl, al, be);
+        r = cpu::activate8<ACT>(r + rr, al, be);
       }
     } else {
-      l = activate_v<ACT>(l, al, be);
-      r = activate_v<ACT>(r, al, be);
+      l = cpu::activate8<ACT>(l, al, be);
+      r = cpu::activate8<ACT>(r, al, be);
     }
     *reinterpret_cast<v8fu*>(ci) = l;
     *reinterpret_cast<v8fu*>(ci + 8) = r;
@@ -292,7 +272,7 @@ using KernelStoreFn = void (*)(int64_t, const float*, int64_t, const float*, flo
 inline KernelStoreFn pick_kernel_store(Act a) {
   return with_act(a, [](auto act) -> KernelStoreFn {
     constexpr Act A = decltype(act)::value;
-    if constexpr (vector_act<A>()) return kernel_store<A>;
+    if constexpr (cpu::has_vector_act<A>()) return kernel_store<A>;
     else return nullptr;
   });
 }
