@@ -9,9 +9,11 @@
 // packing them would double their memory traffic at batch 1; only a ragged last MR panel is copied
 // into zero-padded scratch so the kernel never reads past the matrix. B is always packed, by a
 // caller-provided functor (a plain copy for gemm, implicit im2col for conv), into NR-wide panels
-// zero-padded past N. When K needs several KC blocks the partial sums go to per-thread scratch,
-// not to C, so a residual that aliases the output is still read before C is written.
-// The epilogue (alpha, bias, activation, residual) is applied in the store of the final block.
+// (columns past N hold values the store drops). When K needs several KC blocks the partial sums go to
+// per-thread scratch, not to C, so a residual that aliases the output is still read before C is written.
+// The epilogue (alpha, bias, activation, residual) is applied in the store of the final block; with a
+// single block, whole tiles apply it to the accumulators in registers (kernel_store). A last panel with
+// one real column runs as dot products along K (narrow_kernel).
 #pragma once
 #include <omp.h>
 
@@ -234,9 +236,9 @@ inline TileStoreFn pick_tile_store(Act a) {
 }
 
 // One whole 6x16 tile of a single-depth-block GEMM with the epilogue applied to the accumulators in
-// registers (vec_act.h) and stored straight into C (per-row bias, as store_tile). Saves store_tile's round trip of
-// the 12 accumulators through memory and its call: on a 1x1 conv over 16 channels that was a third of
-// the micro-kernel's time.
+// registers (vec_act.h) and stored straight into C (per-row bias, as store_tile). Saves store_tile's
+// round trip of the 12 accumulators through memory and its call: on a 1x1 conv over 16 channels that
+// was a third of the micro-kernel's time.
 template <Act ACT>
 void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float* __restrict b, float* c,
                   int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e) {
