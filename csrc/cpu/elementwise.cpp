@@ -11,6 +11,7 @@
 
 #include "ops.h"
 #include "cpu/pointwise.h"
+#include "cpu/vec_act.h"
 
 namespace ev {
 namespace {
@@ -106,7 +107,7 @@ void binary_range(const Coalesced& c, const float* a, const float* b, float* y, 
     const int64_t len = std::min(inner - j, end - pos);
     binary_row<OP>(a + ao + j * c.as[last], b + bo + j * c.bs[last], y + pos, len, c.as[last],
                    c.bs[last]);
-    cpu::activate_span<A>(y + pos, len, alpha, beta);
+    cpu::activate_span<A>(y + pos, y + pos, len, alpha, beta);
     pos += len;
     j = 0;
     for (int d = last - 1; d >= 0; --d) {  // odometer step over the outer dims
@@ -176,8 +177,7 @@ void activation_cpu(int64_t numel, const float* x, float* y, const Epilogue& e) 
     {
       int64_t begin, end;
       cpu::thread_range(numel, &begin, &end);
-      if (x != y) std::copy(x + begin, x + end, y + begin);
-      cpu::activate_span<A>(y + begin, end - begin, e.alpha, e.beta);
+      cpu::activate_span<A>(x + begin, y + begin, end - begin, e.alpha, e.beta);
     }
   });
 }

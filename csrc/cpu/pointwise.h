@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "cpu/vec_act.h"
 #include "epilogue.h"
 
 namespace ev {
@@ -46,13 +45,6 @@ inline void with_act(Act a, F&& f) {
     case Act::HardSigmoid: return f(ActC<Act::HardSigmoid>{});
   }
   return f(ActC<Act::None>{});
-}
-
-// p[i] = activate(p[i]) for one span, in place (8 lanes at a time, vec_act.h).
-template <Act A>
-inline void activate_span(float* p, int64_t n, float alpha, float beta) {
-  if (A == Act::None) return;
-  activate_span8<A>(p, n, alpha, beta);
 }
 
 }  // namespace cpu

@@ -173,7 +173,7 @@ void store_final(const float* acc, int mr, int len, float* c, int64_t ldc, const
         for (int j = 0; j < n; ++j) t[j] += bias_col[j0 + j];
       if (res_before)
         for (int j = 0; j < n; ++j) t[j] += ri[j0 + j];
-      cpu::activate_span8<ACT>(t, n, al, be);
+      cpu::activate_span<ACT>(t, t, n, al, be);
       if (res_after)
         for (int j = 0; j < n; ++j) ci[j0 + j] = t[j] + ri[j0 + j];
       else

@@ -1,5 +1,5 @@
 // The epilogue activations on 8 lanes (GCC vector extensions), for the CPU stores that apply them to
-// whole vectors: the SGEMM's tile stores and activate_span. They agree with the scalar ev::activate of
+// whole vectors: the SGEMM's tile stores and the elementwise kernels (activate_span). They agree with the scalar ev::activate of
 // epilogue.h lane by lane to a few ulp (exactly for the compare-and-multiply ones), NaN included.
 // GCC keeps expf/tanhf as scalar libm calls (no -ffast-math), which made a fused Tanh cost as much as
 // the 3x3 convolution it ended (the DCGAN generator's last layer); exp8 is Cephes' expf polynomial.
@@ -94,19 +94,25 @@ inline __attribute__((always_inline)) vf8 activate8(vf8 v, float al, float be) {
   }
 }
 
-// p[i] = activate(p[i]) for n floats at any alignment. The last partial vector goes through the same
-// vector code (zero-padded), so every element gets the same arithmetic wherever a split puts it.
+// y[i] = activate(x[i]) for n floats at any alignment; y may be x (in place). The last partial vector
+// goes through the same vector code (zero-padded), so every element gets the same arithmetic wherever a
+// split puts it.
 template <Act ACT>
-inline void activate_span8(float* p, int64_t n, float al, float be) {
+inline void activate_span(const float* x, float* y, int64_t n, float al, float be) {
+  if constexpr (ACT == Act::None) {
+    if (x != y)
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i];
+    return;
+  }
   typedef float vf8u __attribute__((vector_size(32), aligned(4)));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    *reinterpret_cast<vf8u*>(p + i) = activate8<ACT>(*reinterpret_cast<const vf8u*>(p + i), al, be);
+    *reinterpret_cast<vf8u*>(y + i) = activate8<ACT>(*reinterpret_cast<const vf8u*>(x + i), al, be);
   if (i < n) {
     vf8 t = {};
-    for (int64_t j = i; j < n; ++j) t[j - i] = p[j];
+    for (int64_t j = i; j < n; ++j) t[j - i] = x[j];
     t = activate8<ACT>(t, al, be);
-    for (int64_t j = i; j < n; ++j) p[j] = t[j - i];
+    for (int64_t j = i; j < n; ++j) y[j] = t[j - i];
   }
 }
 
