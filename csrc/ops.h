@@ -75,9 +75,16 @@ void conv2d_ref(const Conv2dShape&, const float* x, const float* w, const float*
                 const float* residual, float* y, const Epilogue&);
 // The CPU workspace of conv2d and gemm depends on omp_get_max_threads() at the time of the query:
 // call the kernel with the same thread count (or fewer) as when the size was asked for.
-size_t conv2d_cpu_workspace(const Conv2dShape&);
+// The GEMM and Winograd paths read the weights in their own layout (sgemm.h's packed A; Winograd's
+// transformed filters, packed the same way): conv2d_cpu_pack makes it, into conv2d_cpu_packed_floats
+// floats (0: the path reads w as given), once when a plan is built. Without `packed`, conv2d_cpu packs
+// into its workspace on every call, which then needs conv2d_cpu_workspace(s, false) bytes.
+int64_t conv2d_cpu_packed_floats(const Conv2dShape&);
+void conv2d_cpu_pack(const Conv2dShape&, const float* w, float* packed);
+size_t conv2d_cpu_workspace(const Conv2dShape&, bool prepacked = false);
 void conv2d_cpu(const Conv2dShape&, const float* x, const float* w, const float* bias,
-                const float* residual, float* y, const Epilogue&, void* workspace);
+                const float* residual, float* y, const Epilogue&, void* workspace,
+                const float* packed = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // conv_transpose2d: x [n, c, h, w], w [c, k/groups, r, s] (PyTorch/ONNX layout), bias [k],

@@ -151,6 +151,39 @@ def test_conv2d(rng, case, res_after_act):
 
 
 @pytest.mark.parametrize("case", [
+    # n, c, h, w, k, r, s, pad, groups
+    (1, 40, 7, 7, 13, 3, 3, 1, 1),     # K = 360: two depth blocks, a ragged row panel, a one-column panel
+    (1, 16, 32, 32, 16, 3, 3, 1, 1),   # Winograd: the transformed filters are packed
+    (2, 24, 6, 6, 20, 1, 1, 0, 2),     # pointwise, grouped, columns across the batch
+    (1, 8, 9, 9, 8, 3, 3, 1, 8),       # depthwise: weights read as given, nothing packed
+])
+@pytest.mark.parametrize("weights", ["constant", "input", "shared"])
+def test_conv2d_packed_weights(rng, case, weights):
+    """CPU convs with constant weights get them packed once at build (Plan.packed_bytes), and such a
+    constant is not copied unless another step reads it ("shared": a copy step outputs it too); weights
+    given at run time are packed by each call."""
+    n, c, h, w, k, r, s, p, g = case
+    x, wt, bias = rand(rng, n, c, h, w), rand(rng, k, c // g, r, s, scale=0.3), rand(rng, k)
+    ref = ops.conv2d(x, wt, bias, padding=p, groups=g, activation="relu", reference=True)
+    b = SpecBuilder()
+    xi = b.input(x.shape)
+    wi = b.input(wt.shape) if weights == "input" else b.const(wt)
+    b.step("conv2d", [xi, wi, b.const(bias), -1], b.output(ref.shape), stride=[1, 1], pads=[p] * 4,
+           dilation=[1, 1], groups=g, act="relu", alpha=0.0, beta=0.0, residual_after_act=False)
+    if weights == "shared":
+        b.step("copy", [wi], b.output(wt.shape))
+    plan = _C.Plan(b.spec())
+    packs = weights != "input" and g != c
+    assert (plan.packed_bytes > 0) == packs
+    outs = [np.full(ref.shape, np.nan, np.float32)] + ([np.zeros_like(wt)] if weights == "shared" else [])
+    for _ in range(2):  # the second run reads the same packed weights
+        plan.run([x, wt] if weights == "input" else [x], outs)
+        close(outs[0], ref)
+    if weights == "shared":
+        np.testing.assert_array_equal(outs[1], wt)
+
+
+@pytest.mark.parametrize("case", [
     # n, c, h, w, k, r, s, stride, pads, output_padding, dilation, groups, bias
     (1, 4, 5, 6, 3, 4, 4, (2, 2), (1, 1, 1, 1), (0, 0), (1, 1), 1, True),
     (2, 6, 4, 3, 4, 3, 2, (3, 2), (0, 1, 1, 0), (2, 1), (1, 2), 2, False),

@@ -5,10 +5,10 @@
 // AVX2 registers; on aarch64 GCC lowers each v8f to two NEON q registers). The code is portable
 // GCC vector extensions only.
 //
-// A is read in place (row- or column-major) because conv weights are used once per call and
-// packing them would double their memory traffic at batch 1; only a ragged last MR panel is copied
-// into zero-padded scratch so the kernel never reads past the matrix. B is always packed, by a
-// caller-provided functor (a plain copy for gemm, implicit im2col for conv), into NR-wide panels
+// A is either packed once ahead of time (AView::packed, pack_a: the conv weights, packed when a plan is
+// built) or read in place, row- or column-major (gemm's operands, which change every call; only a ragged
+// last MR panel is copied into zero-padded scratch so the kernel never reads past the matrix). B is always
+// packed, by a caller-provided functor (a plain copy for gemm, implicit im2col for conv), into NR-wide panels
 // (columns past N hold values the store drops). When K needs several KC blocks the partial sums go to
 // per-thread scratch, not to C, so a residual that aliases the output is still read before C is written.
 // The epilogue (alpha, bias, activation, residual) is applied in the store of the final block; with a
@@ -50,6 +50,8 @@ inline int64_t depth_block(int64_t K) { return K <= KC_ONE ? K : KC; }
 struct AView {
   const float* p;
   int64_t rs, cs;
+  // Or packed (pack_a): per depth block, MR-row panels of kc x MR with the MR values of one k contiguous.
+  bool packed = false;
 };
 
 // Where the result goes. Columns come in groups of group_cols columns (gemm: all N; pointwise
@@ -71,7 +73,7 @@ struct CView {
 // 6x16 tile: A panel (6 x kc) * B panel (kc x 16), handed to sink(i, left, right) row by row as two v8f
 // (always inlined, so the accumulators stay in registers up to the sink). ROW: A rows are separate
 // streams (conv weights in place); otherwise the 6 values of one k are contiguous (packed or transposed A).
-template <bool ROW, class Sink>
+template <bool ROW, class Sink, bool PACKED = false>
 inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* __restrict a, int64_t rs,
                                                       int64_t cs, const float* __restrict b, Sink&& sink) {
   v8f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {};
@@ -90,6 +92,9 @@ inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* _
     float x0, x1, x2, x3, x4, x5;
     if (ROW) {
       x0 = a0[p]; x1 = a1[p]; x2 = a2[p]; x3 = a3[p]; x4 = a4[p]; x5 = a5[p];
+    } else if (PACKED) {
+      x0 = a[p * MR]; x1 = a[p * MR + 1]; x2 = a[p * MR + 2]; x3 = a[p * MR + 3]; x4 = a[p * MR + 4];
+      x5 = a[p * MR + 5];
     } else {
       x0 = a[0]; x1 = a[1]; x2 = a[2]; x3 = a[3]; x4 = a[4]; x5 = a[5];
       a += cs;
@@ -106,14 +111,15 @@ inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* _
 }
 
 // The tile into acc[MR * NR], for the stores below.
-template <bool ROW>
+template <bool ROW, bool PACKED = false>
 inline void micro_kernel(int64_t kc, const float* __restrict a, int64_t rs, int64_t cs,
                          const float* __restrict b, float* __restrict acc) {
   v8f* o = reinterpret_cast<v8f*>(acc);
-  micro_tile<ROW>(kc, a, rs, cs, b, [o](int i, v8f l, v8f r) {
+  auto sink = [o](int i, v8f l, v8f r) {
     o[2 * i] = l;
     o[2 * i + 1] = r;
-  });
+  };
+  micro_tile<ROW, decltype(sink)&, PACKED>(kc, a, rs, cs, b, sink);
 }
 
 // A last panel this narrow (N = 49, a 7x7 map, leaves one column) runs as dot products along K instead
@@ -149,6 +155,61 @@ inline void narrow_kernel(int64_t kc, const float* __restrict a, int64_t rs, con
       acc[i * NR + j] = t;
     }
   }
+}
+
+// narrow_kernel for packed A (pack_a): one multiply-add of a k's MR values (and 2 lanes past them, which
+// pack_a pads) per column value; four chains so the adds do not wait on each other.
+inline void narrow_kernel_packed(int64_t kc, const float* __restrict a, const float* __restrict bt, int nr,
+                                 float* __restrict acc) {
+  for (int j = 0; j < nr; ++j) {
+    const float* b = bt + j * kc;
+    v8f s0 = {}, s1 = {}, s2 = {}, s3 = {};
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+      s0 += *reinterpret_cast<const v8fu*>(a + p * MR) * b[p];
+      s1 += *reinterpret_cast<const v8fu*>(a + (p + 1) * MR) * b[p + 1];
+      s2 += *reinterpret_cast<const v8fu*>(a + (p + 2) * MR) * b[p + 2];
+      s3 += *reinterpret_cast<const v8fu*>(a + (p + 3) * MR) * b[p + 3];
+    }
+    for (; p < kc; ++p) s0 += *reinterpret_cast<const v8fu*>(a + p * MR) * b[p];
+    const v8f t = (s0 + s1) + (s2 + s3);
+    for (int i = 0; i < MR; ++i) acc[i * NR + j] = t[i];
+  }
+}
+
+// Packed A (AView::packed): per depth block (depth_block(K) deep, the last one shorter), the ceil(M / MR)
+// row panels, each kc x MR with the MR values of one k contiguous and zero rows padding the last panel.
+// A tile then reads its weights as one sequential stream, and consecutive tiles continue it (with A read
+// in place, a tile read MR rows K floats apart, short streams the prefetcher does not follow: in-model,
+// with the weights cold, MobileNetV2's 1x1 160 -> 960 at 7x7 took 350 us in place and 240 packed).
+// + 8: narrow_kernel_packed's last 8-lane load reads 2 floats past the last panel.
+inline int64_t packed_a_floats(int64_t M, int64_t K) { return round_up(M, MR) * K + 8; }
+
+// Where element (i, p) of A goes.
+inline int64_t packed_index(int64_t M, int64_t K, int64_t i, int64_t p) {
+  const int64_t kb = depth_block(K), pc = p / kb * kb, kc = std::min(kb, K - pc);
+  return pc * round_up(M, MR) + (i / MR) * kc * MR + (p - pc) * MR + i % MR;
+}
+
+// Row panel ir / MR's depth block starting at pc (kc deep).
+inline const float* packed_panel(const float* a, int64_t M, int64_t ir, int64_t pc, int64_t kc) {
+  return a + pc * round_up(M, MR) + ir * kc;
+}
+
+// A (M x K, row-major) -> dst (packed_a_floats(M, K) floats).
+inline void pack_a(const float* a, int64_t M, int64_t K, float* dst) {
+  const int64_t kb = depth_block(K), mp = ceil_div(M, MR);
+  for (int64_t pc = 0; pc < K; pc += kb) {
+    const int64_t kc = std::min(kb, K - pc);
+    for (int64_t q = 0; q < mp; ++q) {
+      float* d = dst + pc * mp * MR + q * kc * MR;
+      for (int i = 0; i < MR; ++i) {
+        const int64_t row = q * MR + i;
+        for (int64_t p = 0; p < kc; ++p) d[p * MR + i] = row < M ? a[row * K + pc + p] : 0.f;
+      }
+    }
+  }
+  std::fill(dst + mp * MR * K, dst + packed_a_floats(M, K), 0.f);
 }
 
 // Final store of mr x len accumulators to one contiguous run of columns: y = epi(alpha * acc + bias
@@ -239,12 +300,12 @@ inline TileStoreFn pick_tile_store(Act a) {
 // registers (vec_act.h) and stored straight into C (per-row bias, as store_tile). Saves store_tile's
 // round trip of the 12 accumulators through memory and its call: on a 1x1 conv over 16 channels that
 // was a third of the micro-kernel's time.
-template <Act ACT>
+template <Act ACT, bool PACKED>
 void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float* __restrict b, float* c,
                   int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e) {
   const float al = e.alpha, be = e.beta;
   const bool after = e.residual_after_act;
-  micro_tile<true>(kc, a, rs, 1, b, [&](int i, v8f l, v8f r) {
+  auto sink = [&](int i, v8f l, v8f r) {
     const float br = bias_row ? bias_row[i] : 0.f;
     l = l * alpha + br;
     r = r * alpha + br;
@@ -265,16 +326,17 @@ void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float
     }
     *reinterpret_cast<v8fu*>(ci) = l;
     *reinterpret_cast<v8fu*>(ci + 8) = r;
-  });
+  };
+  micro_tile<!PACKED, decltype(sink)&, PACKED>(kc, a, rs, 1, b, sink);
 }
 
 using KernelStoreFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, const float*,
                                const float*, float, const Epilogue&);
 
-inline KernelStoreFn pick_kernel_store(Act a) {
-  return with_act(a, [](auto act) -> KernelStoreFn {
+inline KernelStoreFn pick_kernel_store(Act a, bool packed) {
+  return with_act(a, [packed](auto act) -> KernelStoreFn {
     constexpr Act A = decltype(act)::value;
-    if constexpr (cpu::has_vector_act<A>()) return kernel_store<A>;
+    if constexpr (cpu::has_vector_act<A>()) return packed ? kernel_store<A, true> : kernel_store<A, false>;
     else return nullptr;
   });
 }
@@ -326,10 +388,11 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
   const StoreFn store = pick_store(C.e.act);
   const TileStoreFn store_whole = pick_tile_store(C.e.act);
   // One depth block with A rows in place: whole tiles go through kernel_store.
-  const KernelStoreFn direct = A.cs == 1 && K <= KC_ONE ? pick_kernel_store(C.e.act) : nullptr;
+  const KernelStoreFn direct = (A.packed || A.cs == 1) && K <= KC_ONE ? pick_kernel_store(C.e.act, A.packed) : nullptr;
   alignas(64) float acc[MR * NR] = {};  // zeroed: a narrow panel leaves columns it does not use
-  const bool arow = A.cs == 1;
-  const int64_t mtail = M - M % MR;  // first row of the ragged panel (== M when none)
+  const bool arow = A.cs == 1 && !A.packed;
+  // First row of the ragged panel (== M when none; packed A has its zero rows already).
+  const int64_t mtail = A.packed ? M : M - M % MR;
 
   const int64_t kb = depth_block(K);
   for (int64_t jc = n0; jc < n1; jc += NC) {
@@ -353,17 +416,28 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           // as much as a short micro-kernel).
           const int64_t g0 = (jc + jr) / C.group_cols, jj0 = (jc + jr) % C.group_cols;
           const bool whole = nr == NR && jj0 + NR <= C.group_valid && (!C.bias || C.bias_per_row);
-          const bool narrow = nr <= NARROW && arow;
+          const bool narrow = nr <= NARROW && (arow || A.packed);
           if (narrow)  // the panel's columns, each contiguous in k
             for (int j = 0; j < nr; ++j)
               for (int64_t p = 0; p < kc; ++p) bt[j * kc + p] = bp[p * NR + j];
           for (int64_t ir = ic; ir < ic + mc; ir += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
-            if (narrow) {
+            if (narrow && A.packed) {
+              narrow_kernel_packed(kc, packed_panel(A.p, M, ir, pc, kc), bt, nr, acc);
+            } else if (narrow) {
               if (mr == MR)
                 narrow_kernel(kc, A.p + ir * A.rs + pc, A.rs, bt, nr, acc);
               else
                 narrow_kernel(kc, atail, kc, bt, nr, acc);
+            } else if (A.packed) {
+              const float* ap = packed_panel(A.p, M, ir, pc, kc);
+              if (direct && whole && mr == MR) {
+                const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
+                direct(kc, ap, 0, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
+                       C.alpha, C.e);
+                continue;
+              }
+              micro_kernel<false, true>(kc, ap, 0, MR, bp, acc);
             } else if (mr == MR) {
               const float* ap = A.p + ir * A.rs + pc * A.cs;
               if (direct && whole) {

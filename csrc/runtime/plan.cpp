@@ -98,6 +98,7 @@ struct Step {
   Ref out;
   Epilogue epi;
   int64_t numel = 0;  // activation: elements; copy: bytes
+  int64_t packed = -1;  // CPU conv2d with constant weights: their conv2d_cpu_pack layout, floats into host_packed
   std::variant<std::monostate, Conv2dShape, ConvTranspose2dShape, Pool2dShape, GlobalPoolShape,
                GemmShape, MatMulShape, PixelShuffleShape, ResizeShape, SoftmaxShape, BinaryShape,
                BatchNormShape, ConcatData, StridedCopyShape, PadShape, LrnShape, ReduceShape>
@@ -157,6 +158,8 @@ struct Plan::Impl {
   std::vector<double> times;  // preallocated so a profiled run allocates nothing
 
   HostBuffer host_arena, host_constants, host_workspace;
+  HostBuffer host_packed;  // conv weights in the kernels' layout, made once here (conv2d_cpu_pack)
+  int64_t packed_bytes = 0;
 
 #ifdef EV_WITH_CUDA
   void* dev_arena = nullptr;
@@ -1058,6 +1061,22 @@ void Plan::Impl::build(const PlanSpec& spec, std::vector<Val>& vals) {
   allocate(spec, const_offsets);
 }
 
+namespace {
+
+template <typename T = float>
+T* at(char* const* bases, const Ref& r) {
+  return r.region < 0 ? nullptr : reinterpret_cast<T*>(bases[r.region] + r.offset);
+}
+
+// A CPU conv whose weights are a constant gets them packed once, at build (weights computed at run time
+// are packed by every call, into the workspace).
+bool prepacks(const Step& s) {
+  return s.op == Op::Conv2d && s.in[1].region == kConstants &&
+         conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape)) > 0;
+}
+
+}  // namespace
+
 void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& const_offsets) {
   // The largest workspace any step asks for, under the thread count run() will use.
   size_t ws = 0;
@@ -1069,7 +1088,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
         if (auto* c = std::get_if<Conv2dShape>(&s.shape)) ws = std::max(ws, conv2d_cuda_workspace(*c, dt));
 #endif
       } else if (auto* c = std::get_if<Conv2dShape>(&s.shape)) {
-        ws = std::max(ws, conv2d_cpu_workspace(*c));
+        ws = std::max(ws, conv2d_cpu_workspace(*c, prepacks(s)));
       } else if (auto* t = std::get_if<ConvTranspose2dShape>(&s.shape)) {
         ws = std::max(ws, conv_transpose2d_cpu_workspace(*t));
       } else if (auto* g = std::get_if<GemmShape>(&s.shape)) {
@@ -1087,15 +1106,44 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     host_arena = host_alloc(arena_bytes);
     host_workspace = host_alloc(workspace_bytes);
     host_constants = host_alloc(constant_bytes);
+    bases[kArena] = static_cast<char*>(host_arena.get());
+    bases[kConstants] = static_cast<char*>(host_constants.get());
+    // The constant that holds byte `offset` of the constants region, and a pointer to that byte in the spec.
+    auto owner = [&](int64_t offset) {
+      return static_cast<size_t>(std::upper_bound(const_offsets.begin(), const_offsets.end(), offset) -
+                                 const_offsets.begin() - 1);
+    };
+    auto source = [&](const Ref& r) {
+      const size_t k = owner(r.offset);
+      return spec.constants[k].data + (r.offset - const_offsets[k]) / static_cast<int64_t>(sizeof(float));
+    };
+    // Conv weights go into the kernels' layout, packed from the spec. A constant read by nothing else is
+    // not copied at all: the arena's pages it would fill are never touched, so the weights take memory once.
+    std::vector<char> needed(spec.constants.size(), 0);
+    int64_t floats = 0;
+    for (Step& s : steps) {
+      const bool packs = prepacks(s);
+      for (size_t i = 0; i < s.in.size(); ++i)
+        if (s.in[i].region == kConstants && !(packs && i == 1)) needed[owner(s.in[i].offset)] = 1;
+      if (packs) {
+        s.packed = floats;
+        floats += round_up(conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape)), 16);
+      }
+    }
     for (size_t k = 0; k < spec.constants.size(); ++k) {
+      if (!needed[k]) continue;
       const ConstantSpec& c = spec.constants[k];
       int64_t numel = 1;
       for (int64_t d : c.shape) numel *= d;
       std::memcpy(static_cast<char*>(host_constants.get()) + const_offsets[k], c.data,
                   static_cast<size_t>(numel) * sizeof(float));
     }
-    bases[kArena] = static_cast<char*>(host_arena.get());
-    bases[kConstants] = static_cast<char*>(host_constants.get());
+    packed_bytes = floats * static_cast<int64_t>(sizeof(float));
+    host_packed = host_alloc(packed_bytes);
+    for (Step& s : steps)
+      if (s.packed >= 0)
+        conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), source(s.in[1]),
+                        static_cast<float*>(host_packed.get()) + s.packed);
     return;
   }
 #ifdef EV_WITH_CUDA
@@ -1154,10 +1202,6 @@ Plan::Impl::~Impl() {
 // CPU
 
 namespace {
-template <typename T = float>
-T* at(char* const* bases, const Ref& r) {
-  return r.region < 0 ? nullptr : reinterpret_cast<T*>(bases[r.region] + r.offset);
-}
 
 // Calls fn(a_offset, b_offset, batch_index) for every batch of a matmul (offsets in elements).
 template <typename Fn>
@@ -1184,7 +1228,8 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
   float* y = at(b, s.out);
   switch (s.op) {
     case Op::Conv2d:
-      conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws);
+      conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws,
+                 s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
       break;
     case Op::ConvTranspose2d:
       conv_transpose2d_cpu(std::get<ConvTranspose2dShape>(s.shape), in(0), in(1), in(2), y, s.epi, ws);
@@ -1447,6 +1492,7 @@ DType Plan::dtype() const { return impl_->dt; }
 int Plan::num_threads() const { return impl_->threads; }
 int64_t Plan::arena_bytes() const { return impl_->arena_bytes; }
 int64_t Plan::workspace_bytes() const { return impl_->workspace_bytes; }
+int64_t Plan::packed_bytes() const { return impl_->packed_bytes; }
 int Plan::num_steps() const { return static_cast<int>(impl_->steps.size()); }
 
 }  // namespace ev

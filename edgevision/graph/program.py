@@ -228,7 +228,7 @@ def epilogue_text(step: dict) -> str:
     return " ".join(parts)
 
 
-def summarize(spec: dict) -> str:
+def summarize(spec: dict, packed_bytes: int = 0) -> str:
     values = spec["values"]
     rows = [("#", "op", "name", "output", "MFLOP", "epilogue")]
     total = 0.0
@@ -247,7 +247,9 @@ def summarize(spec: dict) -> str:
     lines.append("")
     lines.append(f"{len(spec['steps'])} steps, {total / 1e9:.3f} GFLOP per run, device {spec['device']}, {spec['dtype']}")
     lines.append(f"arena {spec['arena_bytes'] / 2**20:.2f} MiB for {len(arena_values)} values that would take "
-                 f"{unshared / 2**20:.2f} MiB unshared; {n_alias} aliases; constants {const_bytes / 2**20:.2f} MiB")
+                 f"{unshared / 2**20:.2f} MiB unshared; {n_alias} aliases; constants {const_bytes / 2**20:.2f} MiB"
+                 + (f" (+ {packed_bytes / 2**20:.2f} MiB of conv weights repacked for the CPU kernels)"
+                    if packed_bytes else ""))
     return "\n".join(lines)
 
 
@@ -337,4 +339,4 @@ class Program:
     __call__ = run
 
     def summary(self) -> str:
-        return summarize(self.spec)
+        return summarize(self.spec, self.plan.packed_bytes)
