@@ -8,7 +8,8 @@ Contenders: native, onnxruntime and torch on the CPU, all with --threads threads
 fp32/fp16, torch CUDA, onnxruntime CUDA (when its provider is installed) and TensorRT fp32/fp16 (when
 installed); --no-cpu times the GPU contenders only. Every contender gets the same random inputs in its own dtype,
 already on its GPU for CUDA contenders (host wall time of run + synchronize). Contenders take turns of --block calls
-(the first of each turn untimed) after a warm-up, so load from other processes hits all alike. Reported per case:
+after a warm-up, so load from other processes hits all alike; each turn starts with a --settle sleep and
+--handover untimed calls, so the previous contender's spin-waiting threads are not timed against this one. Reported per case:
 median and p90 latency, images/s, the max abs difference to onnxruntime's CPU output, and ratio = contender median /
 native median of the same device (>= 1: native is faster). A contender that fails to load or run is listed as skipped with its error. Writes JSON (--out) and
 prints a Markdown table. Never part of the test suite.
@@ -46,11 +47,13 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--sr-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"), help="ESPCN input size")
     p.add_argument("--min-runs", type=int, default=200, help="timed runs per contender at least")
-    p.add_argument("--block", type=int, default=10,
-                   help="consecutive calls per contender and turn, the first untimed (see run_timed)")
+    p.add_argument("--block", type=int, default=20, help="consecutive calls per contender and turn (see run_timed)")
+    p.add_argument("--handover", type=int, default=2, help="untimed calls at the start of each turn")
+    p.add_argument("--settle", type=float, default=0.05,
+                   help="seconds of sleep before each turn, so the last contender's spinning threads stop first")
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timed calls per contender and case")
     p.add_argument("--quick", action="store_true", help="batch 1, 3 runs (smoke test)")
-    p.add_argument("--only", default=None, help="models whose name contains this text")
+    p.add_argument("--only", default=None, help="models whose name contains this text (a|b: either)")
     p.add_argument("--models-dir", default=None, help="where the exported models go (default: a temporary folder)")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/bench_models_<host>.json)")
     p.add_argument("--no-cpu", action="store_true",
@@ -109,14 +112,15 @@ def inputs_on(engine, xs: list[np.ndarray]) -> list:
     return [torch.from_numpy(x).to(engine.device) for x in xs]
 
 
-def time_round_robin(engines, inputs, min_runs: int, budget: float, syncs, block: int):
+def time_round_robin(engines, inputs, min_runs: int, budget: float, syncs, block: int, handover: int = 1,
+                     settle: float = 0.0):
     """Interleaved timing of several engines, each on its own copy of the same inputs (edgevision.profile's
-    loop): 2 warm-up calls each, then turns of `block` calls each (the first untimed, see run_timed) until each
-    has min_runs samples and about `budget` seconds each (at most 10 x min_runs).
-    Returns one list of seconds per engine."""
+    loop): 2 warm-up calls each, then turns of `block` calls each (after `settle` seconds of sleep, the first
+    `handover` untimed, see run_timed) until each has min_runs samples and about `budget` seconds each (at most
+    10 x min_runs). Returns one list of seconds per engine."""
     timers = [HostTimer(e, xs, None if s is _no_sync else s) for e, xs, s in zip(engines, inputs, syncs)]
     samples, errors = run_timed(timers, warmup=2, iterations=min_runs, duration=budget * len(timers),
-                                max_iterations=10 * min_runs, block=block)
+                                max_iterations=10 * min_runs, block=block, handover=handover, settle=settle)
     for err in errors:
         if err is not None:
             raise err
@@ -167,7 +171,8 @@ def bench_model(name, path, args, gpu, rng):
         min_runs = 3 if args.quick else args.min_runs
         budget = args.budget / (4 if args.quick else 1)
         times = time_round_robin([e for _, e, _, _ in runs], [x for _, _, _, x in runs], min_runs, budget, syncs,
-                                 2 if args.quick else args.block)
+                                 2 if args.quick else args.block, 1 if args.quick else args.handover,
+                                 0.0 if args.quick else args.settle)
         for (row, _, _, _), ts in zip(runs, times):
             row.update(summarize(ts, batch))
             row["images_per_s"] = batch / (row["median_ms"] * 1e-3)
@@ -235,8 +240,9 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
     models_dir = args.models_dir or tempfile.mkdtemp(prefix="edgevision-bench-")
     os.makedirs(models_dir, exist_ok=True)
-    names = [n for n in BUILTIN if not args.only or args.only in n]
-    models = {n: str(p) for n, p in bundled_models().items() if not args.only or args.only in n}
+    wanted = lambda n: not args.only or any(o in n for o in args.only.split("|"))  # noqa: E731
+    names = [n for n in BUILTIN if wanted(n)]
+    models = {n: str(p) for n, p in bundled_models().items() if wanted(n)}
     models.update(export_models(models_dir, names))
     t_start, load_before = time.time(), os.getloadavg()
     rng = np.random.default_rng(0)
@@ -255,7 +261,8 @@ def main(argv=None):
                     "load_average_after": os.getloadavg()},
         "edgevision": dict(edgevision.info()), "torch": torch.__version__,
         "settings": {"batches": args.batches, "sr_size": args.sr_size, "min_runs": args.min_runs,
-                     "budget_s": args.budget, "quick": args.quick, "only": args.only,
+                     "budget_s": args.budget, "block": args.block, "handover": args.handover,
+                     "settle_s": args.settle, "quick": args.quick, "only": args.only,
                      "no_cpu": args.no_cpu},
         "wall_s": time.time() - t_start, "results": rows,
     }

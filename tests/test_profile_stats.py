@@ -85,6 +85,13 @@ def test_run_timed_turns_of_a_block_with_the_handover_call_untimed():
     log.clear()
     samples, _ = run_timed([Counter("c", log)], warmup=0, iterations=4, block=3)
     assert log == ["c"] * 4 and len(samples[0]) == 4  # alone there is no handover to skip
+    log.clear()
+    samples, _ = run_timed([Counter("a", log), Counter("bb", log)], warmup=0, iterations=2, block=4, handover=2,
+                           settle=0.001)
+    assert log == ["a"] * 4 + ["bb"] * 4 and [len(s) for s in samples] == [2, 2]
+    log.clear()
+    samples, _ = run_timed([Counter("a", log), Counter("bb", log)], warmup=0, iterations=2, block=2, handover=5)
+    assert log == ["a", "a", "bb", "bb"] * 2 and [len(s) for s in samples] == [2, 2]  # one recorded call per turn
 
 
 def test_run_timed_drops_a_failing_timer_and_caps():
@@ -98,6 +105,7 @@ def test_run_timed_drops_a_failing_timer_and_caps():
 
 
 @pytest.mark.parametrize("kwargs, match", [({"order": "random"}, "order must be"), ({"warmup": -1}, "warmup"),
+                                           ({"settle": -1.0}, "settle"), ({"handover": -1}, "handover"),
                                            ({"iterations": 0}, "nothing would be timed"),
                                            ({"duration": -1}, "duration"), ({"block": 0}, "block")])
 def test_run_timed_rejects_bad_settings(kwargs, match):

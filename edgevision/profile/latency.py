@@ -125,28 +125,33 @@ def random_inputs(engine, seed: int = 0) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------------------------
 def run_timed(timers, *, warmup: int = 10, iterations: int = 100, duration: float = 0.0,
               max_iterations: int | None = None, order: str = "round-robin", origin: float | None = None,
-              block: int = 10):
+              block: int = 10, handover: int = 1, settle: float = 0.0):
     """Time callables that return {phase: seconds}. Each first gets `warmup` unrecorded calls, then timed calls
     until it has at least `iterations` samples and the timed phase has lasted `duration` seconds (round-robin:
     the whole phase, shared; sequential: each timer's own), at most max_iterations each.
 
-    Round-robin takes turns of `block` consecutive calls per timer, the first call of a turn unrecorded: right
-    after another runtime's call, that runtime's worker threads still spin (ONNX Runtime's pool and OpenMP
-    spin-wait before they sleep) and take the cores from the next runtime's first call, which a user running one
-    engine never sees (native DCGAN on epyc2: 6.3 ms median alternating single calls, 1.9 ms alone).
+    Round-robin takes turns of `block` consecutive calls per timer, the first `handover` calls of a turn
+    unrecorded, after `settle` seconds of sleep: right after another runtime's calls, that runtime's worker
+    threads still spin (ONNX Runtime's pool and OpenMP spin-wait before they sleep) and take the cores from the
+    next runtime, which a user running one engine never sees (native DCGAN on epyc2: 6.3 ms median alternating
+    single calls, 1.9 ms alone; seed CNN, 2 threads: native's first call after ONNX Runtime's 2.5 ms, its second
+    0.31 ms, then 0.21 as alone). The sleep lets them stop before the turn, the unrecorded calls wake the next
+    runtime's own threads.
 
     Returns (samples, errors): per timer a list of {"t": start of the call in seconds since `origin` (default:
     when this was called), phase: seconds, ...}, and per timer None or the exception that stopped it: a timer
     that raises is dropped from the rotation, the others go on."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    for name, v in (("warmup", warmup), ("iterations", iterations), ("block", block)):
+    for name, v in (("warmup", warmup), ("iterations", iterations), ("block", block), ("handover", handover)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be an int >= 0, got {v!r}")
     if block < 1:
         raise ValueError(f"block must be at least 1 call per turn, got {block}")
     if not isinstance(duration, (int, float)) or duration < 0:
         raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
+    if not isinstance(settle, (int, float)) or settle < 0:
+        raise ValueError(f"settle must be >= 0 seconds, got {settle!r}")
     if iterations == 0 and duration == 0:
         raise ValueError("iterations and duration are both 0: nothing would be timed")
     origin = time.perf_counter() if origin is None else origin
@@ -177,12 +182,17 @@ def run_timed(timers, *, warmup: int = 10, iterations: int = 100, duration: floa
             for i in group:
                 call(i, False)
         start = time.perf_counter()
-        handover = len(group) > 1 and block > 1
+        shared = len(group) > 1
+        skip = min(handover, block - 1) if shared else 0  # every turn records at least one call
         while not all(done(i, start) for i in group):
             for i in group:
-                if handover and not done(i, start):
+                if done(i, start):
+                    continue
+                if shared and settle:
+                    time.sleep(settle)
+                for _ in range(skip):
                     call(i, False)
-                for _ in range(max(1, block - handover)):
+                for _ in range(block - skip):
                     if not done(i, start):
                         call(i, True)
     return samples, errors
