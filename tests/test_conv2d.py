@@ -336,19 +336,20 @@ def test_conv2d_bad_inputs():
 # Depthwise 3x3 at stride 1 and 2 has its own kernel over buffered padded rows: odd and tiny widths
 # (the 8-wide vector tail, the stride-2 even/odd split with and without its vector body), odd and
 # even output heights (rows are computed in pairs), pads from 0 to past the kernel on each side
-# separately, and a channel multiplier.
+# separately, and a channel multiplier. Without a multiplier, outputs under 32 columns go to
+# conv_dw_cblock (cases below), so those cases here are 32 or more columns wide.
 DW3_CASES = [
     # n, c, mult, h, w, stride, (top, left, bottom, right)
     (1, 3, 1, 1, 1, 1, (1, 1, 1, 1)),
     (1, 3, 1, 2, 2, 2, (1, 1, 1, 1)),
     (2, 5, 1, 7, 7, 1, (1, 1, 1, 1)),
     (1, 4, 2, 9, 17, 1, (0, 2, 1, 0)),
-    (1, 4, 1, 33, 35, 2, (1, 1, 1, 1)),
-    (1, 4, 1, 34, 40, 2, (0, 0, 1, 1)),
+    (1, 4, 1, 9, 67, 2, (1, 1, 1, 1)),
+    (1, 4, 1, 6, 72, 2, (0, 0, 1, 1)),
     (1, 2, 3, 17, 39, 2, (2, 3, 0, 4)),
-    (2, 6, 1, 5, 41, 2, (1, 0, 2, 1)),
+    (2, 6, 1, 5, 69, 2, (1, 0, 2, 1)),
     (1, 3, 1, 3, 1, 2, (0, 4, 3, 0)),
-    (1, 3, 1, 8, 16, 1, (4, 5, 4, 5)),
+    (1, 3, 1, 8, 24, 1, (4, 5, 4, 5)),
     (1, 3, 2, 6, 19, 2, (3, 2, 3, 5)),
     (1, 8, 1, 14, 14, 2, (0, 0, 0, 0)),
     # Planes too large to buffer whole: the three-row ring.
@@ -389,6 +390,9 @@ DW_CBLOCK_CASES = [
     (1, 16, 14, 14, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
     (2, 20, 13, 11, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
     (1, 24, 9, 9, (3, 3), (2, 2), (1, 1), (0, 0, 1, 1)),
+    # rows under 8 wide: the row's one vector load runs on into the next row, except at the end of x
+    (1, 16, 7, 7, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+    (2, 16, 6, 6, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
 ]
 
 

@@ -1,10 +1,10 @@
 // conv2d: the reference loops and the fast CPU path.
 //
 // Fast path, by case:
-// - depthwise 3x3 at stride 1 or 2: a direct SIMD kernel over zero-padded, stride-split copies of
-//   the input rows (conv_dw3);
-// - depthwise with multiplier 1, under 32 output columns and over 9 taps (9 at stride 2): vectors across
-//   8 channels of a pixel-major copy (conv_dw_cblock);
+// - depthwise 3x3 at stride 1 or 2 (32 or more output columns, or a channel multiplier): a direct SIMD
+//   kernel over zero-padded, stride-split copies of the input rows (conv_dw3);
+// - depthwise with multiplier 1, under 32 output columns and at least 9 taps: vectors across 8 channels of
+//   a pixel-major copy (conv_dw_cblock);
 // - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
 //   each input plane, split into stride phases so every tap reads contiguous memory even at stride 2;
 // - everything else: per group, the blocked SGEMM of sgemm.h with M = output channels,
@@ -446,12 +446,12 @@ bool dw_cblock(const Conv2dShape& s) {
   // On narrow outputs the row kernels leave lanes of their last vector idle and pay their per-plane
   // setup (at stride 2, a scalar phase-splitting copy) for few outputs. EfficientNet-Lite0's 5x5
   // layers, epyc2, 1 thread, row kernel -> here (scalar transposes then): 144 channels 56 -> 28 stride 2
-  // 1.05 -> 0.66 ms, 240 at 28 0.71 -> 0.69, 672 14 -> 7 0.50 -> 0.29, 1152 at 7 0.56 -> 0.38. With the
-  // vector transposes a 3x3 pays off at stride 2 (bench_ops, torch/edgevision: 240 channels 28 -> 14
-  // 1.05 -> 1.30) but not at stride 1 (480 at 14: 1.23 -> 1.14; 1152 at 7: even), where conv_dw3's rows
-  // need no phase split.
+  // 1.05 -> 0.66 ms, 240 at 28 0.71 -> 0.69, 672 14 -> 7 0.50 -> 0.29, 1152 at 7 0.56 -> 0.38. 3x3 layers
+  // too since rows under 8 wide load whole vectors (in-model A/B against conv_dw3, 1 thread: MobileNetV2's
+  // 960 channels at 7x7 117 -> 87 us, 384 at 14x14 94 -> 83, 192 at 28x28 123 -> 119; 2 threads even at
+  // 14x14 and 28x28, 86 -> 71 at 7x7).
   const int64_t taps = s.r * s.s;
-  return s.k == s.c && s.out_w() < 32 && (taps > 9 || (taps == 9 && s.stride_w > 1)) && taps <= kMaxCbTaps;
+  return s.k == s.c && s.out_w() < 32 && taps >= 9 && taps <= kMaxCbTaps;
 }
 
 struct CbGeom {
@@ -533,19 +533,35 @@ void conv_dw_cblock(const Conv2dShape& s, const float* x, const float* w, const 
         std::memset(wb, 0, g.taps * CB * sizeof(float));
       }
       const float* src = x + (b * s.c + c0) * hw;
-      // Full blocks: 8 pixels of the 8 channel planes at a time, transposed in registers.
+      // Full blocks: 8 pixels of the 8 channel planes at a time, transposed in registers. A row's last
+      // pixels (all of them in rows under 8 wide) come from one more 8-pixel load: ending at the row's
+      // end when the row is that wide (pixels loaded twice are the same values), else running on into the
+      // next row, whose pixels are not stored; only a load that would pass the end of x goes scalar.
+      // Scalar tails cost as much as the arithmetic: 576 channels 14 -> 7 at stride 2 spent ~45% there.
       const int64_t wvec = lanes == CB ? s.w / CB * CB : 0;
+      const float* x_end = x + s.n * s.c * hw;
       for (int64_t iy = 0; iy < s.h; ++iy) {
         float* d = tile + ((iy + s.pad_t) * g.wp + s.pad_l) * CB;
         const float* sr = src + iy * s.w;
-        for (int64_t ix = 0; ix < wvec; ix += CB) {
+        const auto put8 = [&](int64_t ix, int64_t q0, int64_t q1) {  // pixels ix + [q0, q1)
           v8f r[CB];
           for (int l = 0; l < CB; ++l) r[l] = *reinterpret_cast<const v8fu*>(sr + l * hw + ix);
           transpose8(r);
-          for (int q = 0; q < CB; ++q) *reinterpret_cast<v8f*>(d + (ix + q) * CB) = r[q];
+          for (int64_t q = q0; q < q1; ++q) *reinterpret_cast<v8f*>(d + (ix + q) * CB) = r[q];
+        };
+        for (int64_t ix = 0; ix < wvec; ix += CB) put8(ix, 0, CB);
+        int64_t ix = wvec;
+        if (lanes == CB && ix < s.w) {
+          if (s.w >= CB) {
+            put8(s.w - CB, CB - (s.w - ix), CB);
+            ix = s.w;
+          } else if (sr + (CB - 1) * hw + ix + CB <= x_end) {
+            put8(ix, 0, s.w - ix);
+            ix = s.w;
+          }
         }
         for (int l = 0; l < lanes; ++l)
-          for (int64_t ix = wvec; ix < s.w; ++ix) d[ix * CB + l] = sr[l * hw + ix];
+          for (int64_t i = ix; i < s.w; ++i) d[i * CB + l] = sr[l * hw + i];
       }
       for (int l = 0; l < lanes; ++l) {
         const float* wk = w + (c0 + l) * g.taps;
