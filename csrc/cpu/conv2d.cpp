@@ -162,8 +162,22 @@ void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* 
         std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
         continue;
       }
-      int64_t px = s.pad_l % sw, col = s.pad_l / sw;
-      for (int64_t ix = 0; ix < s.w; ++ix) {
+      int64_t ix = 0;
+      // Stride 2: 16 inputs -> 8 even + 8 odd padded columns by two shuffles. In-model A/B against the
+      // scalar loop (epyc2, 1 thread): MobileNetV2's stem 630 -> 556 us, ResNet-18's 1x1 stride-2
+      // shortcuts 449 -> 370 and 386 -> 350 us.
+      if (sw == 2)
+        for (; ix + 16 <= s.w; ix += 16) {
+          const v8f a = *reinterpret_cast<const v8fu*>(srow + ix);
+          const v8f b = *reinterpret_cast<const v8fu*>(srow + ix + 8);
+          const int64_t pc = ix + s.pad_l;  // padded column of srow[ix]
+          *reinterpret_cast<v8fu*>(drow + (pc % 2) * g.phase + pc / 2) =
+              __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+          *reinterpret_cast<v8fu*>(drow + ((pc + 1) % 2) * g.phase + (pc + 1) / 2) =
+              __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+        }
+      int64_t px = (ix + s.pad_l) % sw, col = (ix + s.pad_l) / sw;
+      for (; ix < s.w; ++ix) {
         drow[px * g.phase + col] = srow[ix];
         if (++px == sw) px = 0, ++col;
       }
