@@ -1118,7 +1118,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
       return spec.constants[k].data + (r.offset - const_offsets[k]) / static_cast<int64_t>(sizeof(float));
     };
     // Conv weights go into the kernels' layout, packed from the spec. A constant read by nothing else is
-    // not copied at all: the arena's pages it would fill are never touched, so the weights take memory once.
+    // not copied at all: its pages of the constants buffer are never touched, so the weights take memory once.
     std::vector<char> needed(spec.constants.size(), 0);
     int64_t floats = 0;
     for (Step& s : steps) {
