@@ -120,7 +120,7 @@ def make_config(i):
         r = s = int(rng.choice([1, 3]))
         pad = (r // 2,) * 4
         n = int(rng.integers(1, 3))
-    elif kind == "3x3":  # stride-1 3x3 with many channels: Winograd once there are >= 64 tiles
+    elif kind == "3x3":  # stride-1 3x3 with many channels: Winograd from 64 tiles (16 with 64+ channels)
         c, k = int(rng.integers(16, 48)), int(rng.integers(16, 48))
         h, w = int(rng.integers(5, 26)), int(rng.integers(5, 26))
         n = int(rng.integers(1, 6))
@@ -284,6 +284,19 @@ def test_conv2d_winograd_batch(threads):
     x, w, b, res = make_data(cfg)
     fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("c,k,hw", [(128, 128, 28), (256, 256, 14), (64, 96, 13), (256, 64, 16)])
+def test_conv2d_winograd_few_tiles_many_channels(c, k, hw):
+    """64+ channels take Winograd from 16 tiles (ResNet-18's 28x28 and 14x14 stages at batch 1), with
+    ragged tile edges at 13x13; against the scalar reference and torch."""
+    cfg = dict(n=1, c=c, k=k, h=hw, w=hw, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=(1, 1, 1, 1),
+               groups=1, act="relu", alpha=None, beta=None, bias=True, res=True, after=False, seed=14)
+    x, w, b, res = make_data(cfg)
+    fast = ev_conv(cfg, x, w, b, res)
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ev_conv(cfg, x, w, b, res, reference=True), rtol=rtol, atol=atol)
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
 
 

@@ -877,11 +877,14 @@ bool use_winograd(const Conv2dShape& s) {
   if (s.groups != 1 || s.r != 3 || s.s != 3 || s.stride_h != 1 || s.stride_w != 1 ||
       s.dil_h != 1 || s.dil_w != 1)
     return false;
-  // Enough channels for the GEMMs to dominate the transforms, and enough tiles for the weight
-  // transform (36 k c floats written and read back) to be amortized: measured on Zen 3, 49 tiles
-  // of 128 channels (28x28 at batch 1) are still faster direct.
+  // Enough channels for the GEMMs to outweigh the tile transforms, and enough tiles to fill the GEMMs'
+  // columns. With the filters transformed once at build (they used to be transformed every call, which
+  // had kept 28x28 direct), 64+ channels pay from 16 tiles: in-model A/B, epyc2, ResNet-18's 3x3 convs at
+  // 28x28 (49 tiles, 128 channels) and 14x14 (16 tiles, 256) 0.56-0.61x the direct time, the whole model
+  // 0.77 (1 thread) / 0.82 (2 threads). Not below: at 7x7 (4 tiles) 1.5-1.7x slower, the seed CNN's
+  // 32 -> 64 at 13x13 (16 tiles) 1.3x.
   const int64_t tiles = s.n * ((s.out_h() + 3) / 4) * ((s.out_w() + 3) / 4);
-  return s.c >= 16 && s.k >= 16 && tiles >= 64;
+  return s.c >= 16 && s.k >= 16 && (tiles >= 64 || (tiles >= 16 && s.c >= 64 && s.k >= 64));
 }
 
 // G g G^T of one 3x3 filter.
