@@ -72,7 +72,8 @@ struct CView {
 
 // 6x16 tile: A panel (6 x kc) * B panel (kc x 16), handed to sink(i, left, right) row by row as two v8f
 // (always inlined, so the accumulators stay in registers up to the sink). ROW: A rows are separate
-// streams (conv weights in place); otherwise the 6 values of one k are contiguous (packed or transposed A).
+// streams rs apart (A in place, row-major); PACKED: pack_a's panel, the 6 values of one k contiguous;
+// otherwise column-major A, one k's 6 values contiguous and cs apart.
 template <bool ROW, class Sink, bool PACKED = false>
 inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* __restrict a, int64_t rs,
                                                       int64_t cs, const float* __restrict b, Sink&& sink) {
@@ -185,31 +186,34 @@ inline void narrow_kernel_packed(int64_t kc, const float* __restrict a, const fl
 // + 8: narrow_kernel_packed's last 8-lane load reads 2 floats past the last panel.
 inline int64_t packed_a_floats(int64_t M, int64_t K) { return round_up(M, MR) * K + 8; }
 
-// Where element (i, p) of A goes.
-inline int64_t packed_index(int64_t M, int64_t K, int64_t i, int64_t p) {
-  const int64_t kb = depth_block(K), pc = p / kb * kb, kc = std::min(kb, K - pc);
-  return pc * round_up(M, MR) + (i / MR) * kc * MR + (p - pc) * MR + i % MR;
+// Offset of the panel of rows [ir, ir + MR) (ir a multiple of MR) in the depth block that starts at pc
+// (kc deep): the one place the layout is spelled out.
+inline int64_t packed_panel_offset(int64_t M, int64_t ir, int64_t pc, int64_t kc) {
+  return pc * round_up(M, MR) + ir * kc;
 }
 
-// Row panel ir / MR's depth block starting at pc (kc deep).
 inline const float* packed_panel(const float* a, int64_t M, int64_t ir, int64_t pc, int64_t kc) {
-  return a + pc * round_up(M, MR) + ir * kc;
+  return a + packed_panel_offset(M, ir, pc, kc);
+}
+
+// Where element (i, p) of A goes.
+inline int64_t packed_index(int64_t M, int64_t K, int64_t i, int64_t p) {
+  const int64_t kb = depth_block(K), pc = p / kb * kb;
+  return packed_panel_offset(M, i - i % MR, pc, std::min(kb, K - pc)) + (p - pc) * MR + i % MR;
 }
 
 // A (M x K, row-major) -> dst (packed_a_floats(M, K) floats).
 inline void pack_a(const float* a, int64_t M, int64_t K, float* dst) {
-  const int64_t kb = depth_block(K), mp = ceil_div(M, MR);
+  const int64_t kb = depth_block(K);
   for (int64_t pc = 0; pc < K; pc += kb) {
     const int64_t kc = std::min(kb, K - pc);
-    for (int64_t q = 0; q < mp; ++q) {
-      float* d = dst + pc * mp * MR + q * kc * MR;
-      for (int i = 0; i < MR; ++i) {
-        const int64_t row = q * MR + i;
-        for (int64_t p = 0; p < kc; ++p) d[p * MR + i] = row < M ? a[row * K + pc + p] : 0.f;
-      }
+    for (int64_t ir = 0; ir < M; ir += MR) {
+      float* d = dst + packed_panel_offset(M, ir, pc, kc);
+      for (int i = 0; i < MR; ++i)
+        for (int64_t p = 0; p < kc; ++p) d[p * MR + i] = ir + i < M ? a[(ir + i) * K + pc + p] : 0.f;
     }
   }
-  std::fill(dst + mp * MR * K, dst + packed_a_floats(M, K), 0.f);
+  std::fill(dst + round_up(M, MR) * K, dst + packed_a_floats(M, K), 0.f);
 }
 
 // Final store of mr x len accumulators to one contiguous run of columns: y = epi(alpha * acc + bias
@@ -396,7 +400,7 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
   float* bt = atail + MR * KC_ONE;
   const StoreFn store = pick_store(C.e.act);
   const TileStoreFn store_whole = pick_tile_store(C.e.act);
-  // One depth block with A rows in place: whole tiles go through kernel_store.
+  // One depth block with A packed or row-major: whole tiles go through kernel_store.
   const KernelStoreFn direct = (A.packed || A.cs == 1) && K <= KC_ONE ? pick_kernel_store(C.e.act, A.packed) : nullptr;
   alignas(64) float acc[MR * NR] = {};  // zeroed: a narrow panel leaves columns it does not use
   const bool arow = A.cs == 1 && !A.packed;
@@ -473,8 +477,8 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           else
             micro_kernel<false>(kc, ap, 1, A.cs, bp, acc);
         } else {
-          // Row-major like the weights: GCC compiles the packed (ROW = false) loop with each A value
-          // moved through a general register before its broadcast, at about 2/3 of the speed.
+          // Row-major like atail: GCC compiles the column-major loop (ROW = false, runtime cs) with each A
+          // value moved through a general register before its broadcast, at about 2/3 of the speed.
           micro_kernel<true>(kc, atail, kc, 1, bp, acc);
         }
         // Partial sums live in `part`, indexed by (row - m0, column - jc).
