@@ -300,16 +300,19 @@ inline TileStoreFn pick_tile_store(Act a) {
   return with_act(a, [](auto act) -> TileStoreFn { return store_tile<decltype(act)::value>; });
 }
 
-// One whole 6x16 tile of a single-depth-block GEMM with the epilogue applied to the accumulators in
-// registers (vec_act.h) and stored straight into C (per-row bias, as store_tile). Saves store_tile's
-// round trip of the 12 accumulators through memory and its call: on a 1x1 conv over 16 channels that
-// was a third of the micro-kernel's time.
+// One 6x16 tile of a single-depth-block GEMM (all 16 columns, the first mr rows stored) with the epilogue
+// applied to the accumulators in registers (vec_act.h) and stored straight into C (per-row bias, as
+// store_tile). Saves store_tile's round trip of the 12 accumulators through memory and its call: on a 1x1
+// conv over 16 channels that was a third of the micro-kernel's time. mr < MR: the last row panel of packed A
+// (its padding rows are zeros) or the zero-padded copy of a ragged row-major one; through store_final, the
+// 4-row panel of MobileNetV2's 1x1 32 -> 16 at 112x112 took 12% of that conv's time.
 template <Act ACT, bool PACKED>
 void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float* __restrict b, float* c,
-                  int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e) {
+                  int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e, int mr) {
   const float al = e.alpha, be = e.beta;
   const bool after = e.residual_after_act;
   auto sink = [&](int i, v8f l, v8f r) {
+    if (i >= mr) return;
     const float br = bias_row ? bias_row[i] : 0.f;
     l = l * alpha + br;
     r = r * alpha + br;
@@ -335,7 +338,7 @@ void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float
 }
 
 using KernelStoreFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, const float*,
-                               const float*, float, const Epilogue&);
+                               const float*, float, const Epilogue&, int);
 
 inline KernelStoreFn pick_kernel_store(Act a, bool packed) {
   return with_act(a, [packed](auto act) -> KernelStoreFn {
@@ -457,10 +460,10 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
             narrow_kernel(kc, atail, kc, bt, nr, acc);
         } else if (A.packed) {
           const float* ap = packed_panel(A.p, M, ir, pc, kc);
-          if (direct && whole && mr == MR) {
+          if (direct && whole) {
             const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
             direct(kc, ap, 0, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
-                   C.alpha, C.e);
+                   C.alpha, C.e, mr);
             return;
           }
           micro_kernel<false, true>(kc, ap, 0, MR, bp, acc);
@@ -469,7 +472,7 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           if (direct && whole) {
             const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
             direct(kc, ap, A.rs, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
-                   C.alpha, C.e);
+                   C.alpha, C.e, MR);
             return;
           }
           if (arow)
@@ -477,6 +480,12 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           else
             micro_kernel<false>(kc, ap, 1, A.cs, bp, acc);
         } else {
+          if (direct && whole) {  // direct: A row-major, like atail
+            const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
+            direct(kc, atail, kc, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
+                   C.alpha, C.e, mr);
+            return;
+          }
           // Row-major like atail: GCC compiles the column-major loop (ROW = false, runtime cs) with each A
           // value moved through a general register before its broadcast, at about 2/3 of the speed.
           micro_kernel<true>(kc, atail, kc, 1, bp, acc);
