@@ -112,6 +112,39 @@ def test_native_engine_errors_name_the_input(small_models):
 
 
 @needs_plan
+def test_native_fast_path_behaves_as_the_general_path(small_models):
+    """After one call, numpy inputs of the same shapes skip the general checks (NativeEngine.run): results,
+    fresh outputs and every error stay what the general path gives."""
+    from edgevision.backends.base import Engine
+
+    engine = _load(small_models["cnn"], "native", "cnn")
+    x = _x((1, 3, 32, 32))
+    (general,) = Engine.run(engine, [x])
+    (a,) = engine.run(x)
+    (b,) = engine.run([x])
+    (c,) = engine.run((x,))
+    (d,) = engine.run({"input": x})
+    for y in (a, b, c, d):
+        np.testing.assert_array_equal(y, general)
+    assert a is not b and not np.shares_memory(a, b)  # a new output array every call
+    (f,) = engine.run(np.asfortranarray(x))  # not C-contiguous: the general path copies it
+    np.testing.assert_array_equal(f, general)
+    with pytest.raises(ValueError, match=r"'input'.*\[1, 3, 31, 32\]"):
+        engine.run(_x((1, 3, 31, 32)))
+    with pytest.raises(TypeError, match="float32.*float64"):
+        engine.run(x.astype(np.float64))
+    with pytest.raises(ValueError, match="got 2 inputs"):
+        engine.run([x, x])
+    x2 = _x((2, 3, 32, 32), seed=1)  # another batch: its own program, then the fast path for it
+    (y2,) = engine.run(x2)
+    np.testing.assert_array_equal(engine.run(x2)[0], y2)
+    np.testing.assert_array_equal(engine.run(x)[0], general)
+    engine.close()
+    with pytest.raises(edgevision.backends.EngineClosedError):
+        engine.run(x)
+
+
+@needs_plan
 def test_threads_separate_and_shared_engines_match_one_thread(small_models):
     """4 threads x 25 runs, each thread with its own engine and all sharing one: every result equals the
     single-threaded one bit for bit (same plan, same thread count, same summation order)."""
