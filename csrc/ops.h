@@ -160,8 +160,14 @@ struct GemmShape {
 void gemm_ref(const GemmShape&, const float* a, const float* b, const float* bias,
               const float* residual, float* y, const Epilogue&);
 size_t gemm_cpu_workspace(const GemmShape&);
+// Above 4 rows gemm_cpu packs b into column panels on every call. A constant b (a linear layer's weights at
+// batch 5 and up) can be packed once instead: gemm_cpu_pack_b writes gemm_cpu_packed_b_floats(s) floats
+// (0: this shape reads b as given) that gemm_cpu then reads as `packed_b`, b itself unused.
+int64_t gemm_cpu_packed_b_floats(const GemmShape&);
+void gemm_cpu_pack_b(const GemmShape&, const float* b, float* packed);
 void gemm_cpu(const GemmShape&, const float* a, const float* b, const float* bias,
-              const float* residual, float* y, const Epilogue&, void* workspace);
+              const float* residual, float* y, const Epilogue&, void* workspace,
+              const float* packed_b = nullptr);
 // This machine's FP32 FMA peak in GFLOP/s with `threads` OpenMP threads (<= 0: all), measured by a
 // short microbenchmark (~0.1 s); the op benchmark reports kernels as a fraction of it.
 double cpu_peak_gflops(int threads);

@@ -232,6 +232,37 @@ def test_gemm(rng, trans_a, trans_b):
     close(run_op("gemm", [a, Const(b)], [m, n], trans_a=trans_a, trans_b=trans_b, alpha=-1.5), ref)
 
 
+@pytest.mark.parametrize("m,k,n", [
+    (5, 7, 9),       # one depth block, a ragged panel
+    (12, 600, 37),   # three depth blocks (256 + 256 + 88), two row panels, a 5-column last panel
+    (8, 256, 64),    # the seed CNN's first linear layer at batch 8
+    (3, 20, 10),     # 3 rows: the row kernels read b as given, nothing packed
+])
+@pytest.mark.parametrize("weights", ["constant", "input", "shared"])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_packed_weights(rng, m, k, n, weights, trans_b):
+    """A constant gemm B is packed once at build when the SGEMM path takes it (over 4 rows), and not copied
+    unless another step reads it; B given at run time is packed by each call."""
+    a, bm = rand(rng, m, k), rand(rng, *((n, k) if trans_b else (k, n)), scale=0.3)
+    bias = rand(rng, n)
+    ref = ops.gemm(a, bm, bias, trans_b=trans_b, activation="relu", reference=True)
+    sb = SpecBuilder()
+    ai = sb.input(a.shape)
+    bi = sb.input(bm.shape) if weights == "input" else sb.const(bm)
+    sb.step("gemm", [ai, bi, sb.const(bias), -1], sb.output(ref.shape), trans_a=False, trans_b=trans_b,
+            alpha=1.0, act="relu", act_alpha=0.0, act_beta=0.0, residual_after_act=False)
+    if weights == "shared":
+        sb.step("copy", [bi], sb.output(bm.shape))
+    plan = _C.Plan(sb.spec())
+    assert (plan.packed_bytes > 0) == (weights != "input" and m > 4)
+    outs = [np.full(ref.shape, np.nan, np.float32)] + ([np.zeros_like(bm)] if weights == "shared" else [])
+    for _ in range(2):  # the second run reads the same packed weights
+        plan.run([a, bm] if weights == "input" else [a], outs)
+        close(outs[0], ref)
+    if weights == "shared":
+        np.testing.assert_array_equal(outs[1], bm)
+
+
 @pytest.mark.parametrize("sa,sb", [
     ((2, 3, 4, 5), (5, 6)),        # b shared by every batch: one gemm of 24 rows
     ((3, 4, 5), (3, 5, 2)),

@@ -30,7 +30,7 @@ struct MatrixPackB {
   const float* b;
   int64_t n, k;
   bool trans;
-  void operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+  const float* operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
     using sgemm::NR;
     for (int64_t q = 0; q * NR < nl; ++q) {
       float* d = dst + q * kl * NR;
@@ -54,6 +54,19 @@ struct MatrixPackB {
         }
       }
     }
+    return dst;
+  }
+};
+
+// A constant b packed once (gemm_cpu_pack_b): per depth block (sgemm::depth_block(k) deep, the last one
+// shorter), all ceil(n / NR) panels as MatrixPackB writes them, so block (pc, j0) is read where it lies.
+inline int64_t padded_n(const GemmShape& s) { return sgemm::round_up(s.n, sgemm::NR); }
+
+struct PrepackedB {
+  const float* packed;
+  int64_t npad;
+  const float* operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    return packed + k0 * npad + j0 * kl;  // j0 is a multiple of NR: panel j0 / NR of the block
   }
 };
 
@@ -141,16 +154,28 @@ size_t gemm_cpu_workspace(const GemmShape& s) {
   return sgemm::workspace_bytes(s.m, s.k, omp_get_max_threads());
 }
 
+int64_t gemm_cpu_packed_b_floats(const GemmShape& s) { return s.m <= kSmallM ? 0 : padded_n(s) * s.k; }
+
+void gemm_cpu_pack_b(const GemmShape& s, const float* b, float* packed) {
+  if (gemm_cpu_packed_b_floats(s) == 0) return;
+  const MatrixPackB pb{b, s.n, s.k, s.trans_b};
+  const int64_t kb = sgemm::depth_block(s.k);
+  for (int64_t pc = 0; pc < s.k; pc += kb) pb(pc, std::min(kb, s.k - pc), 0, s.n, packed + pc * padded_n(s));
+}
+
 void gemm_cpu(const GemmShape& s, const float* a, const float* b, const float* bias,
-              const float* residual, float* y, const Epilogue& e, void* workspace) {
+              const float* residual, float* y, const Epilogue& e, void* workspace, const float* packed_b) {
   if (s.m <= kSmallM) {
     gemm_small_m(s, a, b, bias, residual, y, e, static_cast<float*>(workspace));
     return;
   }
   const sgemm::AView av{a, s.trans_a ? 1 : s.k, s.trans_a ? s.m : 1};
-  const MatrixPackB pb{b, s.n, s.k, s.trans_b};
   const sgemm::CView cv{y, s.n, s.n, s.n, 0, bias, false, residual, s.alpha, e};
-  sgemm::gemm(s.m, s.n, s.k, av, pb, cv, workspace, omp_get_max_threads());
+  if (packed_b) {
+    sgemm::gemm(s.m, s.n, s.k, av, PrepackedB{packed_b, padded_n(s)}, cv, workspace, omp_get_max_threads());
+    return;
+  }
+  sgemm::gemm(s.m, s.n, s.k, av, MatrixPackB{b, s.n, s.k, s.trans_b}, cv, workspace, omp_get_max_threads());
 }
 
 // FP32 peak: every thread runs 12 independent FMA chains on 8-wide vectors, enough to cover the

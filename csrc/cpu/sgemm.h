@@ -7,9 +7,10 @@
 //
 // A is either packed once ahead of time (AView::packed, pack_a: the conv weights, packed when a plan is
 // built) or read in place, row- or column-major (gemm's operands, which change every call; only a ragged
-// last MR panel is copied into zero-padded scratch so the kernel never reads past the matrix). B is always
-// packed, by a caller-provided functor (a plain copy for gemm, implicit im2col for conv), into NR-wide panels
-// (columns past N hold values the store drops). When K needs several KC blocks the partial sums go to
+// last MR panel is copied into zero-padded scratch so the kernel never reads past the matrix). B is always in
+// NR-wide panels (columns past N hold values the store drops): a caller-provided functor packs each block
+// (a plain copy for gemm, implicit im2col for conv) and returns where it is, which is the packing buffer or,
+// for B already in that layout (a constant gemm B packed at plan build, Winograd's V), B itself. When K needs several KC blocks the partial sums go to
 // per-thread scratch, not to C, so a residual that aliases the output is still read before C is written.
 // The epilogue (alpha, bias, activation, residual) is applied in the store of the final block; with a
 // single block, whole tiles apply it to the accumulators in registers (kernel_store). A last panel with
@@ -438,7 +439,7 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
     for (int64_t pc = 0; pc < K; pc += kb) {
       const int64_t kc = std::min(kb, K - pc);
       const bool first = pc == 0, last = pc + kc == K;
-      pack_b(pc, kc, jc, nc, bbuf);
+      const float* bblk = pack_b(pc, kc, jc, nc, bbuf);  // bbuf, or where a prepacked B holds the block
       if (mtail < m1 && mtail >= m0) {  // ragged A panel: copied row-major, with zero rows
         const int64_t rows = M - mtail;
         for (int i = 0; i < MR; ++i)
@@ -451,7 +452,7 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
       for (int q = 0; q < npanels; ++q) {
         Panel& P = panels[q];
         const int64_t jr = q * NR;
-        P.bp = bbuf + jr * kc;
+        P.bp = bblk + jr * kc;
         P.nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
         P.g0 = (jc + jr) / C.group_cols;  // column group of the panel's first column
         P.jj0 = (jc + jr) % C.group_cols;

@@ -98,7 +98,7 @@ struct Step {
   Ref out;
   Epilogue epi;
   int64_t numel = 0;  // activation: elements; copy: bytes
-  int64_t packed = -1;  // CPU conv2d with constant weights: their conv2d_cpu_pack layout, floats into host_packed
+  int64_t packed = -1;  // CPU conv2d / gemm with constant weights in the kernels' layout: floats into host_packed
   std::variant<std::monostate, Conv2dShape, ConvTranspose2dShape, Pool2dShape, GlobalPoolShape,
                GemmShape, MatMulShape, PixelShuffleShape, ResizeShape, SoftmaxShape, BinaryShape,
                BatchNormShape, ConcatData, StridedCopyShape, PadShape, LrnShape, ReduceShape>
@@ -158,7 +158,7 @@ struct Plan::Impl {
   std::vector<double> times;  // preallocated so a profiled run allocates nothing
 
   HostBuffer host_arena, host_constants, host_workspace;
-  HostBuffer host_packed;  // conv weights in the kernels' layout, made once here (conv2d_cpu_pack)
+  HostBuffer host_packed;  // conv / gemm weights in the kernels' layout, made once here (packed_floats)
   int64_t packed_bytes = 0;
 
 #ifdef EV_WITH_CUDA
@@ -1068,11 +1068,21 @@ T* at(char* const* bases, const Ref& r) {
   return r.region < 0 ? nullptr : reinterpret_cast<T*>(bases[r.region] + r.offset);
 }
 
-// A CPU conv whose weights are a constant gets them packed once, at build (weights computed at run time
-// are packed by every call, into the workspace).
-bool prepacks(const Step& s) {
-  return s.op == Op::Conv2d && s.in[1].region == kConstants &&
-         conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape)) > 0;
+// Floats of a CPU step's second input (conv weights, gemm B) in its kernel's own layout; 0: the kernel reads it
+// as given.
+int64_t packed_floats(const Step& s) {
+  if (s.op == Op::Conv2d) return conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape));
+  if (s.op == Op::Gemm) return gemm_cpu_packed_b_floats(std::get<GemmShape>(s.shape));
+  return 0;
+}
+
+// A CPU conv or gemm whose weights are a constant gets them packed once, at build (weights computed at run
+// time are packed by every call, conv weights into the workspace).
+bool prepacks(const Step& s) { return s.in.size() > 1 && s.in[1].region == kConstants && packed_floats(s) > 0; }
+
+void pack(const Step& s, const float* w, float* dst) {
+  if (s.op == Op::Conv2d) conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), w, dst);
+  else gemm_cpu_pack_b(std::get<GemmShape>(s.shape), w, dst);
 }
 
 }  // namespace
@@ -1117,7 +1127,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
       const size_t k = owner(r.offset);
       return spec.constants[k].data + (r.offset - const_offsets[k]) / static_cast<int64_t>(sizeof(float));
     };
-    // Conv weights go into the kernels' layout, packed from the spec. A constant read by nothing else is
+    // Conv and gemm weights go into the kernels' layout, packed from the spec. A constant read by nothing else is
     // not copied at all: its pages of the constants buffer are never touched, so the weights take memory once.
     std::vector<char> needed(spec.constants.size(), 0);
     int64_t floats = 0;
@@ -1127,7 +1137,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
         if (s.in[i].region == kConstants && !(packs && i == 1)) needed[owner(s.in[i].offset)] = 1;
       if (packs) {
         s.packed = floats;
-        floats += round_up(conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape)), 16);
+        floats += round_up(packed_floats(s), 16);
       }
     }
     for (size_t k = 0; k < spec.constants.size(); ++k) {
@@ -1141,9 +1151,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     packed_bytes = floats * static_cast<int64_t>(sizeof(float));
     host_packed = host_alloc(packed_bytes);
     for (Step& s : steps)
-      if (s.packed >= 0)
-        conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), source(s.in[1]),
-                        static_cast<float*>(host_packed.get()) + s.packed);
+      if (s.packed >= 0) pack(s, source(s.in[1]), static_cast<float*>(host_packed.get()) + s.packed);
     return;
   }
 #ifdef EV_WITH_CUDA
@@ -1239,7 +1247,8 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
     case Op::GlobalAvgPool: global_avg_pool_cpu(std::get<GlobalPoolShape>(s.shape), in(0), y); break;
     case Op::GlobalMaxPool: global_max_pool_cpu(std::get<GlobalPoolShape>(s.shape), in(0), y); break;
     case Op::Gemm:
-      gemm_cpu(std::get<GemmShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws);
+      gemm_cpu(std::get<GemmShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws,
+               s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
       break;
     case Op::MatMul: {
       const MatMulShape& m = std::get<MatMulShape>(s.shape);

@@ -136,7 +136,7 @@ class Plan {
   int num_threads() const;
   int64_t arena_bytes() const;
   int64_t workspace_bytes() const;
-  int64_t packed_bytes() const;  // CPU conv weights repacked for the kernels at build (conv2d_cpu_pack)
+  int64_t packed_bytes() const;  // CPU conv / gemm weights repacked for the kernels at build
   int num_steps() const;
 
   struct Impl;

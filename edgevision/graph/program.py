@@ -248,7 +248,7 @@ def summarize(spec: dict, packed_bytes: int = 0) -> str:
     lines.append(f"{len(spec['steps'])} steps, {total / 1e9:.3f} GFLOP per run, device {spec['device']}, {spec['dtype']}")
     lines.append(f"arena {spec['arena_bytes'] / 2**20:.2f} MiB for {len(arena_values)} values that would take "
                  f"{unshared / 2**20:.2f} MiB unshared; {n_alias} aliases; constants {const_bytes / 2**20:.2f} MiB"
-                 + (f", of which conv weights are held in the CPU kernels' layout ({packed_bytes / 2**20:.2f} MiB "
+                 + (f", of which conv and gemm weights are held in the CPU kernels' layout ({packed_bytes / 2**20:.2f} MiB "
                     "packed; an original that nothing else reads is not kept)" if packed_bytes else ""))
     return "\n".join(lines)
 
