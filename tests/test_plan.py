@@ -170,13 +170,19 @@ def test_conv2d_packed_weights(rng, case, weights):
     wi = b.input(wt.shape) if weights == "input" else b.const(wt)
     b.step("conv2d", [xi, wi, b.const(bias), -1], b.output(ref.shape), stride=[1, 1], pads=[p] * 4,
            dilation=[1, 1], groups=g, act="relu", alpha=0.0, beta=0.0, residual_after_act=False)
+    check_packed_weights(b, wi, x, wt, ref, weights, packs=weights != "input" and g != c)
+
+
+def check_packed_weights(b, wi, x, wt, ref, weights, packs):
+    """Builds the plan of `b` (one step reading input x and weights wi; "shared": a copy step outputs the
+    weights too), checks whether it packed weights, and runs it twice (the second run reads the same packed
+    weights) against ref."""
     if weights == "shared":
         b.step("copy", [wi], b.output(wt.shape))
     plan = _C.Plan(b.spec())
-    packs = weights != "input" and g != c
     assert (plan.packed_bytes > 0) == packs
     outs = [np.full(ref.shape, np.nan, np.float32)] + ([np.zeros_like(wt)] if weights == "shared" else [])
-    for _ in range(2):  # the second run reads the same packed weights
+    for _ in range(2):
         plan.run([x, wt] if weights == "input" else [x], outs)
         close(outs[0], ref)
     if weights == "shared":
@@ -251,16 +257,7 @@ def test_gemm_packed_weights(rng, m, k, n, weights, trans_b):
     bi = sb.input(bm.shape) if weights == "input" else sb.const(bm)
     sb.step("gemm", [ai, bi, sb.const(bias), -1], sb.output(ref.shape), trans_a=False, trans_b=trans_b,
             alpha=1.0, act="relu", act_alpha=0.0, act_beta=0.0, residual_after_act=False)
-    if weights == "shared":
-        sb.step("copy", [bi], sb.output(bm.shape))
-    plan = _C.Plan(sb.spec())
-    assert (plan.packed_bytes > 0) == (weights != "input" and m > 4)
-    outs = [np.full(ref.shape, np.nan, np.float32)] + ([np.zeros_like(bm)] if weights == "shared" else [])
-    for _ in range(2):  # the second run reads the same packed weights
-        plan.run([a, bm] if weights == "input" else [a], outs)
-        close(outs[0], ref)
-    if weights == "shared":
-        np.testing.assert_array_equal(outs[1], bm)
+    check_packed_weights(sb, bi, a, bm, ref, weights, packs=weights != "input" and m > 4)
 
 
 @pytest.mark.parametrize("sa,sb", [
