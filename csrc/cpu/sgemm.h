@@ -10,8 +10,9 @@
 // last MR panel is copied into zero-padded scratch so the kernel never reads past the matrix). B is always in
 // NR-wide panels (columns past N hold values the store drops): a caller-provided functor packs each block
 // (a plain copy for gemm, implicit im2col for conv) and returns where it is, which is the packing buffer or,
-// for B already in that layout (a constant gemm B packed at plan build, Winograd's V), B itself. When K needs several KC blocks the partial sums go to
-// per-thread scratch, not to C, so a residual that aliases the output is still read before C is written.
+// for B already in that layout (a constant gemm B packed at plan build, Winograd's V), B itself. When K
+// needs several KC blocks the partial sums go to per-thread scratch, not to C, so a residual that aliases
+// the output is still read before C is written.
 // The epilogue (alpha, bias, activation, residual) is applied in the store of the final block; with a
 // single block, whole tiles apply it to the accumulators in registers (kernel_store). A last panel with
 // one real column runs as dot products along K (narrow_kernel).

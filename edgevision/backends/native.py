@@ -66,7 +66,7 @@ class NativeEngine(Engine):
     def run(self, inputs) -> list:
         # The per-inference fast path: on the CPU, numpy arrays that are already what the last call's program
         # takes (float32, its shapes, C-contiguous) go straight to it. The general checks and the program
-        # lookup cost ~10 us a call (epyc2), a tenth of the seed CNN's whole inference; anything else, errors
+        # lookup cost ~10 us a call (epyc2), a twentieth of the seed CNN's whole inference; anything else, errors
         # included, takes the general path.
         fast = self._fast
         if fast is not None and not self._closed:
