@@ -470,6 +470,14 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
         const int64_t g0 = P.g0, jj0 = P.jj0;
         const bool whole = P.whole, narrow = P.narrow;
         const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
+        if (direct && whole) {  // (a whole panel is never narrow) the epilogue in registers, straight into C
+          const bool in_place = !A.packed && mr == MR;  // else packed A, or the ragged rows' copy in atail
+          const float* ap = A.packed ? packed_panel(A.p, M, ir, pc, kc) : in_place ? A.p + ir * A.rs + pc : atail;
+          const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
+          direct(kc, ap, A.packed ? 0 : in_place ? A.rs : kc, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr,
+                 C.bias ? C.bias + ir : nullptr, C.alpha, C.e, mr);
+          return;
+        }
         if (narrow && A.packed) {
           narrow_kernel_packed(kc, packed_panel(A.p, M, ir, pc, kc), bt, nr, acc);
         } else if (narrow) {
@@ -478,33 +486,14 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           else
             narrow_kernel(kc, atail, kc, bt, nr, acc);
         } else if (A.packed) {
-          const float* ap = packed_panel(A.p, M, ir, pc, kc);
-          if (direct && whole) {
-            const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
-            direct(kc, ap, 0, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
-                   C.alpha, C.e, mr);
-            return;
-          }
-          micro_kernel<false, true>(kc, ap, 0, MR, bp, acc);
+          micro_kernel<false, true>(kc, packed_panel(A.p, M, ir, pc, kc), 0, MR, bp, acc);
         } else if (mr == MR) {
           const float* ap = A.p + ir * A.rs + pc * A.cs;
-          if (direct && whole) {
-            const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
-            direct(kc, ap, A.rs, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
-                   C.alpha, C.e, MR);
-            return;
-          }
           if (arow)
             micro_kernel<true>(kc, ap, A.rs, 1, bp, acc);
           else
             micro_kernel<false>(kc, ap, 1, A.cs, bp, acc);
         } else {
-          if (direct && whole) {  // direct: A row-major, like atail
-            const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
-            direct(kc, atail, kc, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr, C.bias ? C.bias + ir : nullptr,
-                   C.alpha, C.e, mr);
-            return;
-          }
           // Row-major like atail: GCC compiles the column-major loop (ROW = false, runtime cs) with each A
           // value moved through a general register before its broadcast, at about 2/3 of the speed.
           micro_kernel<true>(kc, atail, kc, 1, bp, acc);
