@@ -34,7 +34,19 @@ namespace sgemm {
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v8fu __attribute__((vector_size(32), aligned(4)));  // unaligned loads/stores
 
-constexpr int MR = 6, NR = 16;
+#if defined(__AVX512F__)
+#define EV_SGEMM_AVX512 1
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v16fu __attribute__((vector_size(64), aligned(4)));
+constexpr int MR = 12;
+#else
+#define EV_SGEMM_AVX512 0
+constexpr int MR = 6;
+#endif
+constexpr int NR = 16;
+// narrow_kernel_packed loads a k's MR values as one vector of VMR lanes (reading VMR - MR past them).
+constexpr int VMR = MR <= 8 ? 8 : 16;
+typedef float vmr __attribute__((vector_size(VMR * 4), aligned(4)));
 // Depth blocks are KC = 256 deep (a B panel KC x NR = 16 KiB stays in L1), except that K up to
 // KC_ONE runs as one block: K = 288 (a 3x3 conv over 32 channels) as 256 + 32 would cost a round
 // trip of every partial sum through scratch for 32 multiply-adds (seed CNN conv 32->64 @15:
@@ -79,6 +91,27 @@ struct CView {
 template <bool ROW, class Sink, bool PACKED = false>
 inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* __restrict a, int64_t rs,
                                                       int64_t cs, const float* __restrict b, Sink&& sink) {
+#if EV_SGEMM_AVX512
+  // One 16-lane accumulator per row: MR = 12 accumulators + the B row + a broadcast of the 32 registers.
+  v16f c[MR];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) c[i] = v16f{};
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; ++p) {
+    const v16f bv = *reinterpret_cast<const v16fu*>(b);
+    b += NR;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const float x = ROW ? a[i * rs + p] : PACKED ? a[p * MR + i] : a[i];
+      c[i] += bv * x;
+    }
+    if (!ROW && !PACKED) a += cs;
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i)
+    sink(i, __builtin_shufflevector(c[i], c[i], 0, 1, 2, 3, 4, 5, 6, 7),
+         __builtin_shufflevector(c[i], c[i], 8, 9, 10, 11, 12, 13, 14, 15));
+#else
   v8f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {};
   v8f c30 = {}, c31 = {}, c40 = {}, c41 = {}, c50 = {}, c51 = {};
   const float* a0 = a;
@@ -111,6 +144,7 @@ inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* _
   }
   sink(0, c00, c01); sink(1, c10, c11); sink(2, c20, c21);
   sink(3, c30, c31); sink(4, c40, c41); sink(5, c50, c51);
+#endif
 }
 
 // The tile into acc[MR * NR], for the stores below.
@@ -138,20 +172,17 @@ inline void narrow_kernel(int64_t kc, const float* __restrict a, int64_t rs, con
                           float* __restrict acc) {
   for (int j = 0; j < nr; ++j) {
     const float* b = bt + j * kc;
-    v8f s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {};
+    v8f s[MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) s[i] = v8f{};
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8) {
       const v8f bv = *reinterpret_cast<const v8fu*>(b + p);
-      s0 += *reinterpret_cast<const v8fu*>(a + p) * bv;
-      s1 += *reinterpret_cast<const v8fu*>(a + rs + p) * bv;
-      s2 += *reinterpret_cast<const v8fu*>(a + 2 * rs + p) * bv;
-      s3 += *reinterpret_cast<const v8fu*>(a + 3 * rs + p) * bv;
-      s4 += *reinterpret_cast<const v8fu*>(a + 4 * rs + p) * bv;
-      s5 += *reinterpret_cast<const v8fu*>(a + 5 * rs + p) * bv;
+#pragma GCC unroll 12
+      for (int i = 0; i < MR; ++i) s[i] += *reinterpret_cast<const v8fu*>(a + i * rs + p) * bv;
     }
-    const v8f* sums[MR] = {&s0, &s1, &s2, &s3, &s4, &s5};
     for (int i = 0; i < MR; ++i) {
-      const v8f& v = *sums[i];
+      const v8f& v = s[i];
       float t = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
       const float* ai = a + i * rs;
       for (int64_t q = p; q < kc; ++q) t += ai[q] * b[q];
@@ -160,22 +191,22 @@ inline void narrow_kernel(int64_t kc, const float* __restrict a, int64_t rs, con
   }
 }
 
-// narrow_kernel for packed A (pack_a): one multiply-add of a k's MR values (and 2 lanes past them, which
-// pack_a pads) per column value; four chains so the adds do not wait on each other.
+// narrow_kernel for packed A (pack_a): one multiply-add of a k's MR values (and VMR - MR lanes past them,
+// which pack_a pads) per column value; four chains so the adds do not wait on each other.
 inline void narrow_kernel_packed(int64_t kc, const float* __restrict a, const float* __restrict bt, int nr,
                                  float* __restrict acc) {
   for (int j = 0; j < nr; ++j) {
     const float* b = bt + j * kc;
-    v8f s0 = {}, s1 = {}, s2 = {}, s3 = {};
+    vmr s0 = {}, s1 = {}, s2 = {}, s3 = {};
     int64_t p = 0;
     for (; p + 4 <= kc; p += 4) {
-      s0 += *reinterpret_cast<const v8fu*>(a + p * MR) * b[p];
-      s1 += *reinterpret_cast<const v8fu*>(a + (p + 1) * MR) * b[p + 1];
-      s2 += *reinterpret_cast<const v8fu*>(a + (p + 2) * MR) * b[p + 2];
-      s3 += *reinterpret_cast<const v8fu*>(a + (p + 3) * MR) * b[p + 3];
+      s0 += *reinterpret_cast<const vmr*>(a + p * MR) * b[p];
+      s1 += *reinterpret_cast<const vmr*>(a + (p + 1) * MR) * b[p + 1];
+      s2 += *reinterpret_cast<const vmr*>(a + (p + 2) * MR) * b[p + 2];
+      s3 += *reinterpret_cast<const vmr*>(a + (p + 3) * MR) * b[p + 3];
     }
-    for (; p < kc; ++p) s0 += *reinterpret_cast<const v8fu*>(a + p * MR) * b[p];
-    const v8f t = (s0 + s1) + (s2 + s3);
+    for (; p < kc; ++p) s0 += *reinterpret_cast<const vmr*>(a + p * MR) * b[p];
+    const vmr t = (s0 + s1) + (s2 + s3);
     for (int i = 0; i < MR; ++i) acc[i * NR + j] = t[i];
   }
 }
@@ -185,8 +216,8 @@ inline void narrow_kernel_packed(int64_t kc, const float* __restrict a, const fl
 // A tile then reads its weights as one sequential stream, and consecutive tiles continue it (with A read
 // in place, a tile read MR rows K floats apart, short streams the prefetcher does not follow: in-model,
 // with the weights cold, MobileNetV2's 1x1 160 -> 960 at 7x7 took 350 us in place and 240 packed).
-// + 8: narrow_kernel_packed's last 8-lane load reads 2 floats past the last panel.
-inline int64_t packed_a_floats(int64_t M, int64_t K) { return round_up(M, MR) * K + 8; }
+// + VMR: narrow_kernel_packed's last load reads VMR - MR floats past the last panel.
+inline int64_t packed_a_floats(int64_t M, int64_t K) { return round_up(M, MR) * K + VMR; }
 
 // Offset of the panel of rows [ir, ir + MR) (ir a multiple of MR) in the depth block that starts at pc
 // (kc deep): the one place the layout is spelled out.
