@@ -679,6 +679,17 @@ bool dw3_fast(const Conv2dShape& s) {
 
 typedef float v4fu __attribute__((vector_size(16), aligned(4)));
 
+// The row kernels' vector: 16 lanes where the CPU has AVX-512, else 8.
+#if EV_SGEMM_AVX512
+constexpr int DV = 16;
+typedef sgemm::v16f dvf;
+typedef sgemm::v16fu dvfu;
+#else
+constexpr int DV = 8;
+typedef v8f dvf;
+typedef v8fu dvfu;
+#endif
+
 struct Dw3Geom {
   int64_t pitch, row;  // row: floats of one buffered row (stride_w phases of `pitch`)
   int64_t blk;         // output rows per epilogue store: small planes take one call, not one per row
@@ -691,11 +702,11 @@ struct Dw3Geom {
 Dw3Geom dw3_geom(const Conv2dShape& s) {
   Dw3Geom g;
   const int64_t ow = s.out_w();
-  // A vector at ox reads up to phase column ox + 7 + 2 (stride 1) or ox + 7 + 1 (stride 2).
-  g.pitch = sgemm::round_up(ow, 8) + 8;
+  // A vector at ox reads up to phase column ox + DV - 1 + 2 (stride 1) or ox + DV - 1 + 1 (stride 2).
+  g.pitch = sgemm::round_up(ow, DV) + DV;
   g.row = s.stride_w * g.pitch;
   g.blk = std::max<int64_t>(1, 2048 / ow);
-  g.acc = sgemm::round_up(g.blk * ow + 8, 16);
+  g.acc = sgemm::round_up(g.blk * ow + DV, 16);
   g.need = (s.out_h() - 1) * s.stride_h + 3;
   g.whole = g.need * g.row <= 16384;
   g.buf = g.whole ? g.need * g.row : 4 * g.row;
@@ -813,18 +824,18 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
               const float* r4 = r3 + g.row;
               const float *q0 = st == 1 ? r1 : r2, *q1 = st == 1 ? r2 : r3, *q2 = st == 1 ? r3 : r4;
               float* arow = acc + (oy - oy0) * ow;
-              for (int64_t ox = (ow - 1) / 8 * 8; ox >= 0; ox -= 8) {
-                const auto ld = [&](const float* r, int64_t off) {
-                  return *reinterpret_cast<const v8fu*>(r + off + ox);
+              for (int64_t ox = (ow - 1) / DV * DV; ox >= 0; ox -= DV) {
+                const auto ld = [&](const float* r, int64_t off) -> dvf {
+                  return *reinterpret_cast<const dvfu*>(r + off + ox);
                 };
-                v8f a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
-                v8f c = ld(q0, 0) * w0 + ld(q0, p1) * w1 + ld(q0, p2) * w2;
+                dvf a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
+                dvf c = ld(q0, 0) * w0 + ld(q0, p1) * w1 + ld(q0, p2) * w2;
                 a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
                 c += ld(q1, 0) * w3 + ld(q1, p1) * w4 + ld(q1, p2) * w5;
                 a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
                 c += ld(q2, 0) * w6 + ld(q2, p1) * w7 + ld(q2, p2) * w8;
-                *reinterpret_cast<v8fu*>(arow + ox) = a;
-                *reinterpret_cast<v8fu*>(arow + ow + ox) = c;
+                *reinterpret_cast<dvfu*>(arow + ox) = a;
+                *reinterpret_cast<dvfu*>(arow + ow + ox) = c;
               }
             }
           for (; oy < oy1; ++oy) {
@@ -852,14 +863,14 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
             // Rows are packed at pitch ow: a vector's lanes past ow spill into the next row's
             // start, which that row overwrites.
             float* arow = acc + (oy - oy0) * ow;
-            for (int64_t ox = 0; ox < ow; ox += 8) {
-              const auto ld = [&](const float* r, int64_t off) {
-                return *reinterpret_cast<const v8fu*>(r + off + ox);
+            for (int64_t ox = 0; ox < ow; ox += DV) {
+              const auto ld = [&](const float* r, int64_t off) -> dvf {
+                return *reinterpret_cast<const dvfu*>(r + off + ox);
               };
-              v8f a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
+              dvf a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
               a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
               a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
-              *reinterpret_cast<v8fu*>(arow + ox) = a;
+              *reinterpret_cast<dvfu*>(arow + ox) = a;
             }
           }
           const int64_t oo = o + oy0 * ow;

@@ -70,22 +70,63 @@ struct PrepackedB {
   }
 };
 
-inline float dot(const float* __restrict x, const float* __restrict y, int64_t k) {
-  using sgemm::v8f;
-  using sgemm::v8fu;
-  v8f s0 = {}, s1 = {}, s2 = {}, s3 = {};
-  int64_t p = 0;
-  for (; p + 32 <= k; p += 32) {
-    s0 += *reinterpret_cast<const v8fu*>(x + p) * *reinterpret_cast<const v8fu*>(y + p);
-    s1 += *reinterpret_cast<const v8fu*>(x + p + 8) * *reinterpret_cast<const v8fu*>(y + p + 8);
-    s2 += *reinterpret_cast<const v8fu*>(x + p + 16) * *reinterpret_cast<const v8fu*>(y + p + 16);
-    s3 += *reinterpret_cast<const v8fu*>(x + p + 24) * *reinterpret_cast<const v8fu*>(y + p + 24);
-  }
-  for (; p + 8 <= k; p += 8)
-    s0 += *reinterpret_cast<const v8fu*>(x + p) * *reinterpret_cast<const v8fu*>(y + p);
-  const v8f s = (s0 + s1) + (s2 + s3);
+// The dot products' vector: 16 lanes where the CPU has AVX-512, else 8.
+#if EV_SGEMM_AVX512
+typedef sgemm::v16f dvec;
+typedef sgemm::v16fu dvecu;
+#else
+typedef sgemm::v8f dvec;
+typedef sgemm::v8fu dvecu;
+#endif
+constexpr int kDotLanes = sizeof(dvec) / sizeof(float);
+
+inline float hsum(dvec v) {
   float t = 0.f;
-  for (int i = 0; i < 8; ++i) t += s[i];
+  for (int i = 0; i < kDotLanes; ++i) t += v[i];
+  return t;
+}
+
+// out[r] = <x, b + r * ldb> for r < 4: four rows of B per pass share every load of x (a batch-1 linear layer
+// streams B once, so fewer loads per multiply-add is what its time depends on). Two chains per row keep the
+// multiply-adds from waiting on each other.
+inline void dot4(const float* __restrict x, const float* __restrict b, int64_t ldb, int64_t k, float* out) {
+  const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
+  dvec s0 = {}, s1 = {}, s2 = {}, s3 = {}, t0 = {}, t1 = {}, t2 = {}, t3 = {};
+  constexpr int L = kDotLanes;
+  const auto ld = [](const float* p) -> dvec { return *reinterpret_cast<const dvecu*>(p); };
+  int64_t p = 0;
+  for (; p + 2 * L <= k; p += 2 * L) {
+    const dvec x0 = ld(x + p), x1 = ld(x + p + L);
+    s0 += x0 * ld(b0 + p); t0 += x1 * ld(b0 + p + L);
+    s1 += x0 * ld(b1 + p); t1 += x1 * ld(b1 + p + L);
+    s2 += x0 * ld(b2 + p); t2 += x1 * ld(b2 + p + L);
+    s3 += x0 * ld(b3 + p); t3 += x1 * ld(b3 + p + L);
+  }
+  if (p + L <= k) {
+    const dvec x0 = ld(x + p);
+    s0 += x0 * ld(b0 + p); s1 += x0 * ld(b1 + p); s2 += x0 * ld(b2 + p); s3 += x0 * ld(b3 + p);
+    p += L;
+  }
+  float r0 = hsum(s0 + t0), r1 = hsum(s1 + t1), r2 = hsum(s2 + t2), r3 = hsum(s3 + t3);
+  for (; p < k; ++p) {
+    r0 += x[p] * b0[p]; r1 += x[p] * b1[p]; r2 += x[p] * b2[p]; r3 += x[p] * b3[p];
+  }
+  out[0] = r0; out[1] = r1; out[2] = r2; out[3] = r3;
+}
+
+inline float dot(const float* __restrict x, const float* __restrict y, int64_t k) {
+  constexpr int L = kDotLanes;
+  const auto ld = [](const float* p) -> dvec { return *reinterpret_cast<const dvecu*>(p); };
+  dvec s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  int64_t p = 0;
+  for (; p + 4 * L <= k; p += 4 * L) {
+    s0 += ld(x + p) * ld(y + p);
+    s1 += ld(x + p + L) * ld(y + p + L);
+    s2 += ld(x + p + 2 * L) * ld(y + p + 2 * L);
+    s3 += ld(x + p + 3 * L) * ld(y + p + 3 * L);
+  }
+  for (; p + L <= k; p += L) s0 += ld(x + p) * ld(y + p);
+  float t = hsum((s0 + s1) + (s2 + s3));
   for (; p < k; ++p) t += x[p] * y[p];
   return t;
 }
@@ -103,12 +144,20 @@ void gemm_small_m(const GemmShape& s, const float* a, const float* b, const floa
   const int threads = omp_get_max_threads();
   if (s.trans_b) {
     // y[i, j] = <A row i, B row j>: every B row is read once, for all m rows of A.
+    // Four B rows per task (dot4); the last n % 4 one by one.
+    const int64_t quads = n / 4;
 #pragma omp parallel for num_threads(threads) schedule(static) if (n * k > 32768)
-    for (int64_t j = 0; j < n; ++j) {
-      const float* bj = b + j * k;
-      for (int64_t i = 0; i < m; ++i)
-        y[i * n + j] = apply_epilogue(s.alpha * dot(ar + i * k, bj, k), bias ? bias[j] : 0.f,
-                                      res ? res[i * n + j] : 0.f, e);
+    for (int64_t q = 0; q < quads + n % 4; ++q) {
+      const int64_t j0 = q < quads ? 4 * q : 4 * quads + (q - quads), cnt = q < quads ? 4 : 1;
+      for (int64_t i = 0; i < m; ++i) {
+        float d[4];
+        if (cnt == 4)
+          dot4(ar + i * k, b + j0 * k, k, k, d);
+        else
+          d[0] = dot(ar + i * k, b + j0 * k, k);
+        for (int64_t j = j0; j < j0 + cnt; ++j)
+          y[i * n + j] = apply_epilogue(s.alpha * d[j - j0], bias ? bias[j] : 0.f, res ? res[i * n + j] : 0.f, e);
+      }
     }
     return;
   }
