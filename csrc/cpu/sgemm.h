@@ -18,6 +18,9 @@
 // one real column runs as dot products along K (narrow_kernel).
 #pragma once
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -350,17 +353,69 @@ inline TileStoreFn pick_tile_store(Act a) {
   return with_act(a, [](auto act) -> TileStoreFn { return store_tile<decltype(act)::value>; });
 }
 
-// One 6x16 tile of a single-depth-block GEMM (all 16 columns, the first mr rows stored) with the epilogue
+// The first nc (1..NR) columns of a tile row, as its two 8-lane halves: kernel_store's loads and stores of a
+// row of C. A last panel under NR columns wide (MobileNetV2's 14x14 maps: 196 = 12 x 16 + 4 columns) is stored
+// like the whole ones, with masked moves, not through micro_kernel + store_final (M = 1280, N = 47, K = 320
+// took 1.3x the time of N = 64 that way, Xeon, 1 thread). Masked loads never touch the columns past nc.
+struct ColMask {
+  int nc;
+#if defined(__AVX512F__)
+  __mmask8 lo, hi;
+  explicit ColMask(int n) : nc(n), lo(n >= 8 ? 0xFF : (1u << n) - 1), hi(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1 : 0) {}
+  void load(const float* p, v8f& l, v8f& r) const {
+    if (nc == NR) {
+      l = *reinterpret_cast<const v8fu*>(p);
+      r = *reinterpret_cast<const v8fu*>(p + 8);
+      return;
+    }
+    l = reinterpret_cast<v8f>(_mm256_maskz_loadu_ps(lo, p));
+    r = reinterpret_cast<v8f>(_mm256_maskz_loadu_ps(hi, p + 8));
+  }
+  void store(float* p, v8f l, v8f r) const {
+    if (nc == NR) {
+      *reinterpret_cast<v8fu*>(p) = l;
+      *reinterpret_cast<v8fu*>(p + 8) = r;
+      return;
+    }
+    _mm256_mask_storeu_ps(p, lo, reinterpret_cast<__m256>(l));
+    _mm256_mask_storeu_ps(p + 8, hi, reinterpret_cast<__m256>(r));
+  }
+#else
+  explicit ColMask(int n) : nc(n) {}
+  void load(const float* p, v8f& l, v8f& r) const {
+    if (nc == NR) {
+      l = *reinterpret_cast<const v8fu*>(p);
+      r = *reinterpret_cast<const v8fu*>(p + 8);
+      return;
+    }
+    l = v8f{};
+    r = v8f{};
+    for (int j = 0; j < nc; ++j) (j < 8 ? l[j] : r[j - 8]) = p[j];
+  }
+  void store(float* p, v8f l, v8f r) const {
+    if (nc == NR) {
+      *reinterpret_cast<v8fu*>(p) = l;
+      *reinterpret_cast<v8fu*>(p + 8) = r;
+      return;
+    }
+    for (int j = 0; j < nc; ++j) p[j] = j < 8 ? l[j] : r[j - 8];
+  }
+#endif
+};
+
+// One MR x 16 tile of a single-depth-block GEMM (the first mr rows and nc columns stored) with the epilogue
 // applied to the accumulators in registers (vec_act.h) and stored straight into C (per-row bias, as
-// store_tile). Saves store_tile's round trip of the 12 accumulators through memory and its call: on a 1x1
+// store_tile). Saves store_tile's round trip of the accumulators through memory and its call: on a 1x1
 // conv over 16 channels that was a third of the micro-kernel's time. mr < MR: the last row panel of packed A
 // (its padding rows are zeros) or the zero-padded copy of a ragged row-major one; through store_final, the
 // 4-row panel of MobileNetV2's 1x1 32 -> 16 at 112x112 took 12% of that conv's time.
 template <Act ACT, bool PACKED>
 void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float* __restrict b, float* c,
-                  int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e, int mr) {
+                  int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e, int mr,
+                  int nc) {
   const float al = e.alpha, be = e.beta;
   const bool after = e.residual_after_act;
+  const ColMask mask(nc);
   auto sink = [&](int i, v8f l, v8f r) {
     if (i >= mr) return;
     const float br = bias_row ? bias_row[i] : 0.f;
@@ -368,8 +423,8 @@ void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float
     r = r * alpha + br;
     float* ci = c + i * ldc;
     if (res) {
-      const v8f rl = *reinterpret_cast<const v8fu*>(res + i * ldc);
-      const v8f rr = *reinterpret_cast<const v8fu*>(res + i * ldc + 8);
+      v8f rl, rr;
+      mask.load(res + i * ldc, rl, rr);
       if (after) {
         l = cpu::activate8<ACT>(l, al, be) + rl;
         r = cpu::activate8<ACT>(r, al, be) + rr;
@@ -381,14 +436,13 @@ void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float
       l = cpu::activate8<ACT>(l, al, be);
       r = cpu::activate8<ACT>(r, al, be);
     }
-    *reinterpret_cast<v8fu*>(ci) = l;
-    *reinterpret_cast<v8fu*>(ci + 8) = r;
+    mask.store(ci, l, r);
   };
   micro_tile<!PACKED, decltype(sink)&, PACKED>(kc, a, rs, 1, b, sink);
 }
 
 using KernelStoreFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, const float*,
-                               const float*, float, const Epilogue&, int);
+                               const float*, float, const Epilogue&, int, int);
 
 inline KernelStoreFn pick_kernel_store(Act a, bool packed) {
   return with_act(a, [packed](auto act) -> KernelStoreFn {
@@ -440,7 +494,9 @@ struct Panel {
   const float* bp;  // packed B panel
   int64_t g0, jj0;  // column group of the first column, and its column in the group
   int nr;           // real columns
-  bool whole, narrow;
+  bool whole;       // nr == NR, all of them real outputs of one column group, bias per row or none
+  bool fits;        // the same with nr <= NR (the panel's real columns, stored with ColMask)
+  bool narrow;
 };
 
 // The work of one thread: rows [m0, m1), columns [n0, n1).
@@ -488,8 +544,9 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
         P.nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
         P.g0 = (jc + jr) / C.group_cols;  // column group of the panel's first column
         P.jj0 = (jc + jr) % C.group_cols;
-        P.whole = P.nr == NR && P.jj0 + NR <= C.group_valid && (!C.bias || C.bias_per_row);
         P.narrow = P.nr <= NARROW && (arow || A.packed);
+        P.fits = !P.narrow && P.jj0 + P.nr <= C.group_valid && (!C.bias || C.bias_per_row);
+        P.whole = P.fits && P.nr == NR;
         if (P.narrow)  // only the last panel: its columns, each contiguous in k
           for (int j = 0; j < P.nr; ++j)
             for (int64_t p = 0; p < kc; ++p) bt[j * kc + p] = P.bp[p * NR + j];
@@ -501,12 +558,12 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
         const int64_t g0 = P.g0, jj0 = P.jj0;
         const bool whole = P.whole, narrow = P.narrow;
         const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
-        if (direct && whole) {  // (a whole panel is never narrow) the epilogue in registers, straight into C
+        if (direct && P.fits) {  // the epilogue in registers, straight into C
           const bool in_place = !A.packed && mr == MR;  // else packed A, or the ragged rows' copy in atail
           const float* ap = A.packed ? packed_panel(A.p, M, ir, pc, kc) : in_place ? A.p + ir * A.rs + pc : atail;
           const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
           direct(kc, ap, A.packed ? 0 : in_place ? A.rs : kc, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr,
-                 C.bias ? C.bias + ir : nullptr, C.alpha, C.e, mr);
+                 C.bias ? C.bias + ir : nullptr, C.alpha, C.e, mr, nr);
           return;
         }
         if (narrow && A.packed) {
