@@ -493,6 +493,8 @@ void conv_depthwise(const Conv2dShape& s, const float* x, const float* w, const 
 constexpr int CB = 8;            // channels per block (one v8f)
 constexpr int kMaxCbTaps = 121;  // 11 x 11: the tap offsets live on the stack
 
+bool dw3_fast(const Conv2dShape& s);
+
 bool dw_cblock(const Conv2dShape& s) {
   // On narrow outputs the row kernels leave lanes of their last vector idle and pay their per-plane
   // setup (at stride 2, a scalar phase-splitting copy) for few outputs. EfficientNet-Lite0's 5x5
@@ -502,6 +504,13 @@ bool dw_cblock(const Conv2dShape& s) {
   // 960 channels at 7x7 117 -> 87 us, 384 at 14x14 94 -> 83, 192 at 28x28 123 -> 119; 2 threads even at
   // 14x14 and 28x28, 86 -> 71 at 7x7).
   const int64_t taps = s.r * s.s;
+#if EV_SGEMM_AVX512
+  // conv_dw3's 16-lane rows, where they fill 7/8 of their lanes (14-16 and 28-31 wide): paired A/B against
+  // this kernel (Xeon, 1 thread, 3x3): MobileNetV2's 192 channels at 28x28 0.66x the time, 144 at 56 -> 28
+  // stride 2 0.85, 576 and 384 at 14x14 0.88-0.90; at 7x7 (7 of 16 lanes) 1.31x, 14 -> 7 stride 2 2.4x.
+  const int64_t ow = s.out_w();
+  if (dw3_fast(s) && ow >= 14 && 8 * ow >= 7 * sgemm::round_up(ow, 16)) return false;
+#endif
   return s.k == s.c && s.out_w() < 32 && taps >= 9 && taps <= kMaxCbTaps;
 }
 
