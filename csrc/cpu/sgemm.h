@@ -91,30 +91,32 @@ struct CView {
 // (always inlined, so the accumulators stay in registers up to the sink). ROW: A rows are separate
 // streams rs apart (A in place, row-major); PACKED: pack_a's panel, the 6 values of one k contiguous;
 // otherwise column-major A, one k's 6 values contiguous and cs apart.
-template <bool ROW, class Sink, bool PACKED = false>
+template <bool ROW, class Sink, bool PACKED = false, int ROWS = MR>
 inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* __restrict a, int64_t rs,
                                                       int64_t cs, const float* __restrict b, Sink&& sink) {
 #if EV_SGEMM_AVX512
   // One 16-lane accumulator per row: MR = 12 accumulators + the B row + a broadcast of the 32 registers.
-  v16f c[MR];
+  // ROWS < MR: only the first ROWS rows of the panel (a ragged last row panel, see tail_rows).
+  v16f c[ROWS];
 #pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) c[i] = v16f{};
+  for (int i = 0; i < ROWS; ++i) c[i] = v16f{};
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; ++p) {
     const v16f bv = *reinterpret_cast<const v16fu*>(b);
     b += NR;
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
       const float x = ROW ? a[i * rs + p] : PACKED ? a[p * MR + i] : a[i];
       c[i] += bv * x;
     }
     if (!ROW && !PACKED) a += cs;
   }
 #pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < ROWS; ++i)
     sink(i, __builtin_shufflevector(c[i], c[i], 0, 1, 2, 3, 4, 5, 6, 7),
          __builtin_shufflevector(c[i], c[i], 8, 9, 10, 11, 12, 13, 14, 15));
 #else
+  static_assert(ROWS == MR, "the 8-lane tile is always 6 rows");
   v8f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {};
   v8f c30 = {}, c31 = {}, c40 = {}, c41 = {}, c50 = {}, c51 = {};
   const float* a0 = a;
@@ -409,7 +411,7 @@ struct ColMask {
 // conv over 16 channels that was a third of the micro-kernel's time. mr < MR: the last row panel of packed A
 // (its padding rows are zeros) or the zero-padded copy of a ragged row-major one; through store_final, the
 // 4-row panel of MobileNetV2's 1x1 32 -> 16 at 112x112 took 12% of that conv's time.
-template <Act ACT, bool PACKED>
+template <Act ACT, bool PACKED, int ROWS = MR>
 void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float* __restrict b, float* c,
                   int64_t ldc, const float* res, const float* bias_row, float alpha, const Epilogue& e, int mr,
                   int nc) {
@@ -438,17 +440,37 @@ void kernel_store(int64_t kc, const float* __restrict a, int64_t rs, const float
     }
     mask.store(ci, l, r);
   };
-  micro_tile<!PACKED, decltype(sink)&, PACKED>(kc, a, rs, 1, b, sink);
+  micro_tile<!PACKED, decltype(sink)&, PACKED, ROWS>(kc, a, rs, 1, b, sink);
 }
 
 using KernelStoreFn = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, const float*,
                                const float*, float, const Epilogue&, int, int);
 
-inline KernelStoreFn pick_kernel_store(Act a, bool packed) {
-  return with_act(a, [packed](auto act) -> KernelStoreFn {
+// Rows a tile of a ragged last row panel of mr rows computes: with AVX-512's 12-row tile, 4 or 8 (4 FMA chains
+// are still enough there to keep the tile well fed): M = 16 (MobileNetV2's 32 -> 16 at 112x112) computed 24 rows
+// for 16, M = 64 (ResNet-18's first stage, the seed CNN) 72 for 64.
+inline int tail_rows(int mr) {
+#if EV_SGEMM_AVX512
+  return mr <= 4 ? 4 : mr <= 8 ? 8 : MR;
+#else
+  (void)mr;
+  return MR;
+#endif
+}
+
+inline KernelStoreFn pick_kernel_store(Act a, bool packed, int rows = MR) {
+  return with_act(a, [packed, rows](auto act) -> KernelStoreFn {
     constexpr Act A = decltype(act)::value;
-    if constexpr (cpu::has_vector_act<A>()) return packed ? kernel_store<A, true> : kernel_store<A, false>;
-    else return nullptr;
+    if constexpr (!cpu::has_vector_act<A>()) {
+      return nullptr;
+    } else {
+#if EV_SGEMM_AVX512
+      if (rows == 4) return packed ? kernel_store<A, true, 4> : kernel_store<A, false, 4>;
+      if (rows == 8) return packed ? kernel_store<A, true, 8> : kernel_store<A, false, 8>;
+#endif
+      (void)rows;
+      return packed ? kernel_store<A, true> : kernel_store<A, false>;
+    }
   });
 }
 
@@ -517,7 +539,10 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
   const StoreFn store = pick_store(C.e.act);
   const TileStoreFn store_whole = pick_tile_store(C.e.act);
   // One depth block with A packed or row-major: whole tiles go through kernel_store.
-  const KernelStoreFn direct = (A.packed || A.cs == 1) && K <= KC_ONE ? pick_kernel_store(C.e.act, A.packed) : nullptr;
+  const bool one_block = (A.packed || A.cs == 1) && K <= KC_ONE;
+  const KernelStoreFn direct = one_block ? pick_kernel_store(C.e.act, A.packed) : nullptr;
+  const KernelStoreFn direct_tail =  // the ragged last row panel's tiles
+      one_block && M % MR ? pick_kernel_store(C.e.act, A.packed, tail_rows(static_cast<int>(M % MR))) : direct;
   alignas(64) float acc[MR * NR] = {};  // zeroed: a narrow panel leaves columns it does not use
   const bool arow = A.cs == 1 && !A.packed;
   // First row of the ragged panel (== M when none; packed A has its zero rows already).
@@ -569,8 +594,9 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
           const bool in_place = !A.packed && mr == MR;  // else packed A, or the ragged rows' copy in atail
           const float* ap = A.packed ? packed_panel(A.p, M, ir, pc, kc) : in_place ? A.p + ir * A.rs + pc : atail;
           const int64_t o = g0 * C.group_stride + ir * C.ldc + jj0;
-          direct(kc, ap, A.packed ? 0 : in_place ? A.rs : kc, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr,
-                 C.bias ? C.bias + ir : nullptr, C.alpha, C.e, mr, nr);
+          const KernelStoreFn f = mr == MR ? direct : direct_tail;
+          f(kc, ap, A.packed ? 0 : in_place ? A.rs : kc, bp, C.c + o, C.ldc, C.res ? C.res + o : nullptr,
+            C.bias ? C.bias + ir : nullptr, C.alpha, C.e, mr, nr);
           return;
         }
         if (narrow && A.packed) {
