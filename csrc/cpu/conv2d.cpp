@@ -60,6 +60,17 @@ using sgemm::NR;
 using sgemm::v8f;
 using sgemm::v8fu;
 
+// The depthwise row kernels' vector: 16 lanes where the CPU has AVX-512, else 8.
+#if EV_SGEMM_AVX512
+constexpr int DV = 16;
+typedef sgemm::v16f dvf;
+typedef sgemm::v16fu dvfu;
+#else
+constexpr int DV = 8;
+typedef v8f dvf;
+typedef v8fu dvfu;
+#endif
+
 bool is_depthwise(const Conv2dShape& s) { return s.groups == s.c && s.groups > 1; }
 
 // out_h()/out_w() truncate toward zero, so a padded input a little smaller than the dilated kernel
@@ -358,7 +369,7 @@ void conv_padded(const Conv2dShape& s, const float* x, const float* pw, const fl
 // Depthwise. Each input plane is copied once into scratch, zero-padded and split into stride_w
 // phases: phase ph holds padded columns ph, ph + sw, ph + 2 sw, ..., so output column ox of tap kx
 // reads phase (kx * dil_w) % sw at column ox + (kx * dil_w) / sw, contiguous in ox. Rows are
-// padded by 8 extra zero columns so the last 8-wide vector of a row never leaves the buffer.
+// padded by DV extra zero columns so the last DV-wide vector of a row never leaves the buffer.
 // ---------------------------------------------------------------------------------------------
 struct DwGeom {
   int64_t hp, wq, pitch, plane, acc_pitch;
@@ -369,9 +380,9 @@ DwGeom dw_geom(const Conv2dShape& s) {
   g.hp = s.h + s.pad_t + s.pad_b;
   const int64_t wp = s.w + s.pad_l + s.pad_r;
   g.wq = (wp + s.stride_w - 1) / s.stride_w;
-  g.pitch = sgemm::round_up(g.wq + 8, 8);
+  g.pitch = sgemm::round_up(g.wq + DV, DV);
   g.plane = s.stride_w * g.hp * g.pitch;
-  g.acc_pitch = sgemm::round_up(s.out_w(), 8);
+  g.acc_pitch = sgemm::round_up(s.out_w(), DV);
   return g;
 }
 
@@ -405,23 +416,23 @@ void dw_rows(const Conv2dShape& s, const DwGeom& g, const float* plane, const fl
     int64_t ox = 0;
     if (tabled) {
       // Two vectors per pass share each tap's weight broadcast; the second one only while it is
-      // still inside the row (ox + 8 < ow), so acc (pitch round_up(ow, 8)) holds both.
-      for (; ox + 8 < ow; ox += 16) {
-        v8f a0 = {}, a1 = {};
+      // still inside the row (ox + DV < ow), so acc (pitch round_up(ow, DV)) holds both.
+      for (; ox + DV < ow; ox += 2 * DV) {
+        dvf a0 = {}, a1 = {};
         for (int t = 0; t < (R > 0 ? R * S : taps); ++t) {
           const float* src = rowp + off[t] + ox;
           const float wt = wk[t];
-          a0 += *reinterpret_cast<const v8fu*>(src) * wt;
-          a1 += *reinterpret_cast<const v8fu*>(src + 8) * wt;
+          a0 += *reinterpret_cast<const dvfu*>(src) * wt;
+          a1 += *reinterpret_cast<const dvfu*>(src + DV) * wt;
         }
-        *reinterpret_cast<v8f*>(acc + ox) = a0;
-        *reinterpret_cast<v8f*>(acc + ox + 8) = a1;
+        *reinterpret_cast<dvfu*>(acc + ox) = a0;
+        *reinterpret_cast<dvfu*>(acc + ox + DV) = a1;
       }
-      for (; ox < ow; ox += 8) {
-        v8f a = {};
+      for (; ox < ow; ox += DV) {
+        dvf a = {};
         for (int t = 0; t < (R > 0 ? R * S : taps); ++t)
-          a += *reinterpret_cast<const v8fu*>(rowp + off[t] + ox) * wk[t];
-        *reinterpret_cast<v8f*>(acc + ox) = a;
+          a += *reinterpret_cast<const dvfu*>(rowp + off[t] + ox) * wk[t];
+        *reinterpret_cast<dvfu*>(acc + ox) = a;
       }
     } else {
       for (; ox < ow; ox += 8) {
@@ -697,16 +708,6 @@ bool dw3_fast(const Conv2dShape& s) {
 
 typedef float v4fu __attribute__((vector_size(16), aligned(4)));
 
-// The row kernels' vector: 16 lanes where the CPU has AVX-512, else 8.
-#if EV_SGEMM_AVX512
-constexpr int DV = 16;
-typedef sgemm::v16f dvf;
-typedef sgemm::v16fu dvfu;
-#else
-constexpr int DV = 8;
-typedef v8f dvf;
-typedef v8fu dvfu;
-#endif
 
 struct Dw3Geom {
   int64_t pitch, row;  // row: floats of one buffered row (stride_w phases of `pitch`)
