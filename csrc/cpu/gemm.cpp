@@ -227,11 +227,11 @@ void gemm_cpu(const GemmShape& s, const float* a, const float* b, const float* b
   sgemm::gemm(s.m, s.n, s.k, av, MatrixPackB{b, s.n, s.k, s.trans_b}, cv, workspace, omp_get_max_threads());
 }
 
-// FP32 peak: every thread runs 12 independent FMA chains on 8-wide vectors, enough to cover the
-// FMA latency times the number of FMA pipes on current x86 and Arm cores. Without -ffast-math the
-// compiler may not reassociate the chains, so what runs is exactly 12 * 8 FMAs per iteration.
+// FP32 peak: every thread runs 12 independent FMA chains on the widest vectors the kernels use (16 lanes
+// with AVX-512, else 8), enough to cover the FMA latency times the number of FMA pipes on current x86 and
+// Arm cores. Without -ffast-math the compiler may not reassociate the chains, so what runs is exactly
+// 12 * lanes FMAs per iteration.
 double cpu_peak_gflops(int threads) {
-  using sgemm::v8f;
   if (threads < 1) threads = omp_get_max_threads();
   volatile float seed = 1.0f;
   const int64_t iters = 4 << 20;
@@ -242,23 +242,26 @@ double cpu_peak_gflops(int threads) {
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     {
       const float s0 = seed;
-      v8f m = {}, c = {};
+      dvec m = {}, c = {};
       m += 0.999999f * s0;
       c += 1e-7f * s0;
-      v8f x0 = m, x1 = m, x2 = m, x3 = m, x4 = m, x5 = m;
-      v8f x6 = m, x7 = m, x8 = m, x9 = m, x10 = m, x11 = m;
+      // Distinct starting values: twelve chains from one value are one computation, which GCC keeps only
+      // once. Until 2026-11-26 the loop was one latency-bound multiply-add per iteration counted as twelve,
+      // 12 / (4-cycle latency x 2 pipes) = 1.5x the real peak (Xeon VM: 255 reported, 156-171 real).
+      dvec x0 = m, x1 = m + c, x2 = m + 2 * c, x3 = m + 3 * c, x4 = m + 4 * c, x5 = m + 5 * c;
+      dvec x6 = m + 6 * c, x7 = m + 7 * c, x8 = m + 8 * c, x9 = m + 9 * c, x10 = m + 10 * c, x11 = m + 11 * c;
       for (int64_t i = 0; i < iters; ++i) {
         x0 = x0 * m + c; x1 = x1 * m + c; x2 = x2 * m + c; x3 = x3 * m + c;
         x4 = x4 * m + c; x5 = x5 * m + c; x6 = x6 * m + c; x7 = x7 * m + c;
         x8 = x8 * m + c; x9 = x9 * m + c; x10 = x10 * m + c; x11 = x11 * m + c;
       }
-      const v8f t = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11));
-      for (int i = 0; i < 8; ++i) sink += t[i];
+      const dvec t = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11));
+      for (int i = 0; i < kDotLanes; ++i) sink += t[i];
     }
     const double dt = omp_get_wtime() - t0;
     volatile float keep = sink;  // the chains' result is used, so they are computed
     (void)keep;
-    best = std::max(best, 2.0 * 8 * 12 * double(iters) * threads / dt * 1e-9);
+    best = std::max(best, 2.0 * kDotLanes * 12 * double(iters) * threads / dt * 1e-9);
   }
   return best;
 }

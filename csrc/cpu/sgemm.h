@@ -1,9 +1,11 @@
 // Internal blocked SGEMM shared by conv2d and gemm: C[M, N] = epilogue(A[M, K] * B[K, N]).
 //
-// BLIS-style loops (NC columns -> KC depth -> MC rows -> NR panel -> MR panel) around a 6x16
-// register tile of v8f accumulators (12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16
-// AVX2 registers; on aarch64 GCC lowers each v8f to two NEON q registers). The code is portable
-// GCC vector extensions only.
+// BLIS-style loops (NC columns -> KC depth -> MC rows -> NR panel -> MR panel) around an MR x 16
+// register tile: 6 x 16 of v8f accumulators (12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16
+// AVX2 registers; on aarch64 GCC lowers each v8f to two NEON q registers), or, where the compiler targets
+// AVX-512, 12 x 16 of 16-lane accumulators (12 + 1 B vector + broadcasts of the 32 registers; the 6 x 16
+// tile used half of each multiply-add). The code is GCC vector extensions, plus masked moves for ragged
+// columns on AVX-512 (ColMask).
 //
 // A is either packed once ahead of time (AView::packed, pack_a: the conv weights, packed when a plan is
 // built) or read in place, row- or column-major (gemm's operands, which change every call; only a ragged
@@ -87,10 +89,10 @@ struct CView {
   Epilogue e;
 };
 
-// 6x16 tile: A panel (6 x kc) * B panel (kc x 16), handed to sink(i, left, right) row by row as two v8f
+// MR x 16 tile: A panel (MR x kc) * B panel (kc x 16), handed to sink(i, left, right) row by row as two v8f
 // (always inlined, so the accumulators stay in registers up to the sink). ROW: A rows are separate
-// streams rs apart (A in place, row-major); PACKED: pack_a's panel, the 6 values of one k contiguous;
-// otherwise column-major A, one k's 6 values contiguous and cs apart.
+// streams rs apart (A in place, row-major); PACKED: pack_a's panel, the MR values of one k contiguous;
+// otherwise column-major A, one k's MR values contiguous and cs apart.
 template <bool ROW, class Sink, bool PACKED = false, int ROWS = MR>
 inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* __restrict a, int64_t rs,
                                                       int64_t cs, const float* __restrict b, Sink&& sink) {
@@ -165,7 +167,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, int64_t rs, int6
 }
 
 // A last panel this narrow (N = 49, a 7x7 map, leaves one column) runs as dot products along K instead
-// of a 6x16 tile that is all padding but one column. epyc2, 1 thread, sgemm alone: 1x1 320 -> 1280 at 7x7
+// of an MR x 16 tile that is all padding but one column. epyc2, 1 thread, sgemm alone: 1x1 320 -> 1280 at 7x7
 // 0.61 -> 0.49 ms, 160 -> 960 0.28 -> 0.25, 960 -> 160 0.29 -> 0.25. Not wider: at K = 64 a 4-column
 // last panel (N = 196) measured no faster than the full tile.
 constexpr int NARROW = 1;
