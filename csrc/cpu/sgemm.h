@@ -493,8 +493,10 @@ inline float* align64(void* p) {
   return reinterpret_cast<float*>((u + 63) & ~uintptr_t(63));
 }
 
-// How `threads` threads split the M x N tile grid: tn along N, tm along M, tn * tm <= threads.
-inline void split_threads(int64_t M, int64_t N, int threads, int* tm, int* tn) {
+// How `threads` threads split the M x N tile grid: tn along N, tm along M, tn * tm <= threads. pack_cost: what
+// packing one B panel costs, in tiles (PackB::pack_cost(), else kPackCost).
+constexpr double kPackCost = 1.0 / 3.0;
+inline void split_threads(int64_t M, int64_t N, int threads, int* tm, int* tn, double pack_cost = kPackCost) {
   const int64_t mp = ceil_div(M, MR), np = ceil_div(N, NR);
   // A last panel of NARROW columns runs as dot products: about a sixth of a tile's time. Counted as a whole
   // panel, it put ResNet-18's 3x3 convs at 7x7 (N = 49: 3 panels + 1 column) on an N split of 2 + 1.1 panels.
@@ -505,8 +507,8 @@ inline void split_threads(int64_t M, int64_t N, int threads, int* tm, int* tn) {
     if (threads % a) continue;
     const int b = threads / a;  // a along M, b along N
     if (a > mp || b > np) continue;
-    // Work per thread in tiles (the slowest thread decides) plus the B panels it packs, each about a
-    // third of a tile's work: splitting M makes every thread pack the same B, which matters when M is
+    // Work per thread in tiles (the slowest thread decides) plus the B panels it packs (a plain copy: about
+    // a third of a tile's work): splitting M makes every thread pack the same B, which matters when M is
     // small (a flat 2% penalty per M split put MobileNetV2's 1x1 192 -> 32 at 28x28 on an M split, 20%
     // slower at 2 threads on epyc2).
     double cols = 0;  // the busiest column range, in panels
@@ -514,7 +516,7 @@ inline void split_threads(int64_t M, int64_t N, int threads, int* tm, int* tn) {
       const int64_t q0 = np * t / b, q1 = np * (t + 1) / b;
       cols = std::max(cols, double(q1 - q0) - (narrow_last && q1 == np ? 5.0 / 6.0 : 0.0));
     }
-    const double cost = double(ceil_div(mp, a)) * cols + double(ceil_div(np, b)) / 3.0;
+    const double cost = double(ceil_div(mp, a)) * cols + double(ceil_div(np, b)) * pack_cost;
     if (best < 0 || cost < best) best = cost, best_m = a, best_n = b;
   }
   *tm = best_m;
@@ -674,12 +676,19 @@ void run_tile_range(int64_t M, int64_t K, const AView& A, const PackB& pack_b, c
   }
 }
 
+template <class PackB>
+auto pack_cost_of(const PackB& p, int) -> decltype(p.pack_cost()) { return p.pack_cost(); }
+template <class PackB>
+double pack_cost_of(const PackB&, long) { return kPackCost; }
+template <class PackB>
+double pack_cost_of(const PackB& p) { return pack_cost_of(p, 0); }
+
 // C = epi(A * B) with `threads` OpenMP threads; ws holds workspace_bytes(M, K, threads).
 template <class PackB>
 void gemm(int64_t M, int64_t N, int64_t K, const AView& A, const PackB& pack_b, const CView& C,
           void* ws, int threads) {
   int tm, tn;
-  split_threads(M, N, threads, &tm, &tn);
+  split_threads(M, N, threads, &tm, &tn, pack_cost_of(pack_b));
   const int used = tm * tn;
   float* base = align64(ws);
   const int64_t per = thread_scratch_floats(M, K);
