@@ -20,8 +20,8 @@
 // one real column runs as dot products along K (narrow_kernel).
 #pragma once
 #include <omp.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
+#if defined(__AVX512VL__)
+#include <immintrin.h>  // ColMask's masked 8-lane moves
 #endif
 
 #include <algorithm>
@@ -361,40 +361,30 @@ inline TileStoreFn pick_tile_store(Act a) {
 // row of C. A last panel under NR columns wide (MobileNetV2's 14x14 maps: 196 = 12 x 16 + 4 columns) is stored
 // like the whole ones, with masked moves, not through micro_kernel + store_final (M = 1280, N = 47, K = 320
 // took 1.3x the time of N = 64 that way, Xeon, 1 thread). Masked loads never touch the columns past nc.
+// AVX-512VL's masked moves where available, else a scalar loop.
 struct ColMask {
   int nc;
-#if defined(__AVX512F__)
+#if defined(__AVX512VL__)
   __mmask8 lo, hi;
-  explicit ColMask(int n) : nc(n), lo(n >= 8 ? 0xFF : (1u << n) - 1), hi(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1 : 0) {}
-  void load(const float* p, v8f& l, v8f& r) const {
-    if (nc == NR) {
-      l = *reinterpret_cast<const v8fu*>(p);
-      r = *reinterpret_cast<const v8fu*>(p + 8);
-      return;
-    }
-    l = reinterpret_cast<v8f>(_mm256_maskz_loadu_ps(lo, p));
-    r = reinterpret_cast<v8f>(_mm256_maskz_loadu_ps(hi, p + 8));
-  }
-  void store(float* p, v8f l, v8f r) const {
-    if (nc == NR) {
-      *reinterpret_cast<v8fu*>(p) = l;
-      *reinterpret_cast<v8fu*>(p + 8) = r;
-      return;
-    }
-    _mm256_mask_storeu_ps(p, lo, reinterpret_cast<__m256>(l));
-    _mm256_mask_storeu_ps(p + 8, hi, reinterpret_cast<__m256>(r));
-  }
+  explicit ColMask(int n)
+      : nc(n), lo(n >= 8 ? 0xFF : (1u << n) - 1), hi(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1 : 0) {}
 #else
   explicit ColMask(int n) : nc(n) {}
+#endif
   void load(const float* p, v8f& l, v8f& r) const {
     if (nc == NR) {
       l = *reinterpret_cast<const v8fu*>(p);
       r = *reinterpret_cast<const v8fu*>(p + 8);
       return;
     }
+#if defined(__AVX512VL__)
+    l = reinterpret_cast<v8f>(_mm256_maskz_loadu_ps(lo, p));
+    r = reinterpret_cast<v8f>(_mm256_maskz_loadu_ps(hi, p + 8));
+#else
     l = v8f{};
     r = v8f{};
     for (int j = 0; j < nc; ++j) (j < 8 ? l[j] : r[j - 8]) = p[j];
+#endif
   }
   void store(float* p, v8f l, v8f r) const {
     if (nc == NR) {
@@ -402,9 +392,13 @@ struct ColMask {
       *reinterpret_cast<v8fu*>(p + 8) = r;
       return;
     }
+#if defined(__AVX512VL__)
+    _mm256_mask_storeu_ps(p, lo, reinterpret_cast<__m256>(l));
+    _mm256_mask_storeu_ps(p + 8, hi, reinterpret_cast<__m256>(r));
+#else
     for (int j = 0; j < nc; ++j) p[j] = j < 8 ? l[j] : r[j - 8];
-  }
 #endif
+  }
 };
 
 // One MR x 16 tile of a single-depth-block GEMM (the first mr rows and nc columns stored) with the epilogue
