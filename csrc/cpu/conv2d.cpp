@@ -760,8 +760,12 @@ inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const 
     const int64_t n = std::min<int64_t>(w, ow + 2 - pl);
     float* dp = d + pl;
     int64_t ix = 0;
-    for (; ix + 8 <= n; ix += 8)
+    for (; ix + DV <= n; ix += DV)
+      *reinterpret_cast<dvfu*>(dp + ix) = *reinterpret_cast<const dvfu*>(src + ix);
+    if (DV > 8 && ix + 8 <= n) {
       *reinterpret_cast<v8fu*>(dp + ix) = *reinterpret_cast<const v8fu*>(src + ix);
+      ix += 8;
+    }
     if (ix + 4 <= n) {
       *reinterpret_cast<v4fu*>(dp + ix) = *reinterpret_cast<const v4fu*>(src + ix);
       ix += 4;
