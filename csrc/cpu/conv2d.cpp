@@ -60,16 +60,10 @@ using sgemm::NR;
 using sgemm::v8f;
 using sgemm::v8fu;
 
-// The depthwise row kernels' vector: 16 lanes where the CPU has AVX-512, else 8.
-#if EV_SGEMM_AVX512
-constexpr int DV = 16;
-typedef sgemm::v16f dvf;
-typedef sgemm::v16fu dvfu;
-#else
-constexpr int DV = 8;
-typedef v8f dvf;
-typedef v8fu dvfu;
-#endif
+// The depthwise kernels' vector: sgemm's widest (16 lanes with AVX-512, else 8).
+constexpr int DV = sgemm::kWideLanes;
+using dvf = sgemm::vwide;
+using dvfu = sgemm::vwideu;
 
 bool is_depthwise(const Conv2dShape& s) { return s.groups == s.c && s.groups > 1; }
 

@@ -70,19 +70,13 @@ struct PrepackedB {
   }
 };
 
-// The dot products' vector: 16 lanes where the CPU has AVX-512, else 8.
-#if EV_SGEMM_AVX512
-typedef sgemm::v16f dvec;
-typedef sgemm::v16fu dvecu;
-#else
-typedef sgemm::v8f dvec;
-typedef sgemm::v8fu dvecu;
-#endif
-constexpr int kDotLanes = sizeof(dvec) / sizeof(float);
+using sgemm::kWideLanes;
+using sgemm::vwide;
+using sgemm::vwideu;
 
-inline float hsum(dvec v) {
+inline float hsum(vwide v) {
   float t = 0.f;
-  for (int i = 0; i < kDotLanes; ++i) t += v[i];
+  for (int i = 0; i < kWideLanes; ++i) t += v[i];
   return t;
 }
 
@@ -91,19 +85,19 @@ inline float hsum(dvec v) {
 // multiply-adds from waiting on each other.
 inline void dot4(const float* __restrict x, const float* __restrict b, int64_t ldb, int64_t k, float* out) {
   const float *b0 = b, *b1 = b + ldb, *b2 = b + 2 * ldb, *b3 = b + 3 * ldb;
-  dvec s0 = {}, s1 = {}, s2 = {}, s3 = {}, t0 = {}, t1 = {}, t2 = {}, t3 = {};
-  constexpr int L = kDotLanes;
-  const auto ld = [](const float* p) -> dvec { return *reinterpret_cast<const dvecu*>(p); };
+  vwide s0 = {}, s1 = {}, s2 = {}, s3 = {}, t0 = {}, t1 = {}, t2 = {}, t3 = {};
+  constexpr int L = kWideLanes;
+  const auto ld = [](const float* p) -> vwide { return *reinterpret_cast<const vwideu*>(p); };
   int64_t p = 0;
   for (; p + 2 * L <= k; p += 2 * L) {
-    const dvec x0 = ld(x + p), x1 = ld(x + p + L);
+    const vwide x0 = ld(x + p), x1 = ld(x + p + L);
     s0 += x0 * ld(b0 + p); t0 += x1 * ld(b0 + p + L);
     s1 += x0 * ld(b1 + p); t1 += x1 * ld(b1 + p + L);
     s2 += x0 * ld(b2 + p); t2 += x1 * ld(b2 + p + L);
     s3 += x0 * ld(b3 + p); t3 += x1 * ld(b3 + p + L);
   }
   if (p + L <= k) {
-    const dvec x0 = ld(x + p);
+    const vwide x0 = ld(x + p);
     s0 += x0 * ld(b0 + p); s1 += x0 * ld(b1 + p); s2 += x0 * ld(b2 + p); s3 += x0 * ld(b3 + p);
     p += L;
   }
@@ -115,9 +109,9 @@ inline void dot4(const float* __restrict x, const float* __restrict b, int64_t l
 }
 
 inline float dot(const float* __restrict x, const float* __restrict y, int64_t k) {
-  constexpr int L = kDotLanes;
-  const auto ld = [](const float* p) -> dvec { return *reinterpret_cast<const dvecu*>(p); };
-  dvec s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  constexpr int L = kWideLanes;
+  const auto ld = [](const float* p) -> vwide { return *reinterpret_cast<const vwideu*>(p); };
+  vwide s0 = {}, s1 = {}, s2 = {}, s3 = {};
   int64_t p = 0;
   for (; p + 4 * L <= k; p += 4 * L) {
     s0 += ld(x + p) * ld(y + p);
@@ -242,26 +236,26 @@ double cpu_peak_gflops(int threads) {
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     {
       const float s0 = seed;
-      dvec m = {}, c = {};
+      vwide m = {}, c = {};
       m += 0.999999f * s0;
       c += 1e-7f * s0;
       // Distinct starting values: twelve chains from one value are one computation, which GCC keeps only
       // once. Until 2026-11-26 the loop was one latency-bound multiply-add per iteration counted as twelve,
       // 12 / (4-cycle latency x 2 pipes) = 1.5x the real peak (Xeon VM: 255 reported, 156-171 real).
-      dvec x0 = m, x1 = m + c, x2 = m + 2 * c, x3 = m + 3 * c, x4 = m + 4 * c, x5 = m + 5 * c;
-      dvec x6 = m + 6 * c, x7 = m + 7 * c, x8 = m + 8 * c, x9 = m + 9 * c, x10 = m + 10 * c, x11 = m + 11 * c;
+      vwide x0 = m, x1 = m + c, x2 = m + 2 * c, x3 = m + 3 * c, x4 = m + 4 * c, x5 = m + 5 * c;
+      vwide x6 = m + 6 * c, x7 = m + 7 * c, x8 = m + 8 * c, x9 = m + 9 * c, x10 = m + 10 * c, x11 = m + 11 * c;
       for (int64_t i = 0; i < iters; ++i) {
         x0 = x0 * m + c; x1 = x1 * m + c; x2 = x2 * m + c; x3 = x3 * m + c;
         x4 = x4 * m + c; x5 = x5 * m + c; x6 = x6 * m + c; x7 = x7 * m + c;
         x8 = x8 * m + c; x9 = x9 * m + c; x10 = x10 * m + c; x11 = x11 * m + c;
       }
-      const dvec t = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11));
-      for (int i = 0; i < kDotLanes; ++i) sink += t[i];
+      const vwide t = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11));
+      for (int i = 0; i < kWideLanes; ++i) sink += t[i];
     }
     const double dt = omp_get_wtime() - t0;
     volatile float keep = sink;  // the chains' result is used, so they are computed
     (void)keep;
-    best = std::max(best, 2.0 * kDotLanes * 12 * double(iters) * threads / dt * 1e-9);
+    best = std::max(best, 2.0 * kWideLanes * 12 * double(iters) * threads / dt * 1e-9);
   }
   return best;
 }

@@ -48,6 +48,16 @@ constexpr int MR = 12;
 #define EV_SGEMM_AVX512 0
 constexpr int MR = 6;
 #endif
+// The widest vector the kernels use (the depthwise rows and channel blocks, the dot products): 16 lanes with
+// AVX-512, else 8.
+#if EV_SGEMM_AVX512
+typedef v16f vwide;
+typedef v16fu vwideu;
+#else
+typedef v8f vwide;
+typedef v8fu vwideu;
+#endif
+constexpr int kWideLanes = sizeof(vwide) / sizeof(float);
 constexpr int NR = 16;
 // narrow_kernel_packed loads a k's MR values as one vector of VMR lanes (reading VMR - MR past them).
 constexpr int VMR = MR <= 8 ? 8 : 16;
