@@ -261,6 +261,31 @@ def test_conv2d_network_shapes(shape, threads):
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
 
 
+# 1x1 at stride > 1 without padding: gathered into a compact copy, then pointwise. Widths at and around the
+# 16-input shuffle's edges (16, 17, 31, 33), odd heights, unequal strides, groups, several images.
+STRIDED_1X1_CASES = [
+    # n, c, k, h, w, stride, groups
+    (1, 64, 128, 56, 56, (2, 2), 1),  # ResNet-18's first shortcut
+    (2, 20, 30, 17, 16, (2, 2), 1),
+    (1, 24, 40, 9, 31, (2, 2), 2),
+    (3, 8, 13, 7, 33, (2, 2), 1),
+    (1, 12, 20, 11, 19, (3, 2), 1),
+    (2, 10, 6, 8, 12, (2, 1), 1),
+    (1, 9, 9, 5, 14, (1, 3), 3),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", STRIDED_1X1_CASES, ids=lambda c: f"n{c[0]}-{c[1]}-{c[2]}@{c[3]}x{c[4]}s{c[5]}g{c[6]}")
+def test_conv2d_strided_pointwise(case, threads):
+    n, c, k, h, w, stride, g = case
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=1, s=1, stride=stride, dil=(1, 1), pad=(0,) * 4, groups=g,
+               act="relu", alpha=None, beta=None, bias=True, res=True, after=False, seed=11)
+    x, wt, b, res = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, wt, b, res))
+    check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, res, reference=True), torch_conv(cfg, x, wt, b, res), str(cfg))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("act,after", [("relu", False), ("silu", True), (None, False)])
 def test_conv2d_winograd_chunks(act, after, threads):
