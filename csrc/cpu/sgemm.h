@@ -114,25 +114,40 @@ inline __attribute__((always_inline)) void micro_tile(int64_t kc, const float* _
 #if EV_SGEMM_AVX512
   // One 16-lane accumulator per row: MR = 12 accumulators + the B row + a broadcast of the 32 registers.
   // ROWS < MR: only the first ROWS rows of the panel (a ragged last row panel, see tail_rows).
-  v16f c[ROWS];
-#pragma GCC unroll 12
-  for (int i = 0; i < ROWS; ++i) c[i] = v16f{};
+  // A tail of 4 or 8 rows keeps two sets of accumulators (even and odd k, summed at the end): 4 chains of
+  // 4-cycle multiply-adds fed two pipes at half rate (sgemm tile alone, Xeon, kc = 147 and 256: 4 rows
+  // 77 -> 119-124 GFLOP/s, 8 rows 110-116 -> 118-128; 12 rows run 125-151).
+  constexpr int CH = ROWS <= 8 ? 2 : 1;
+  v16f c[CH][ROWS];
 #pragma GCC unroll 2
-  for (int64_t p = 0; p < kc; ++p) {
+  for (int h = 0; h < CH; ++h)
+#pragma GCC unroll 12
+    for (int i = 0; i < ROWS; ++i) c[h][i] = v16f{};
+  const auto step = [&](int h, int64_t p) __attribute__((always_inline)) {
     const v16f bv = *reinterpret_cast<const v16fu*>(b);
     b += NR;
     if (PACKED) __builtin_prefetch(a + (p + PF_K) * MR);  // past the panel: the next tile's, read next
 #pragma GCC unroll 12
     for (int i = 0; i < ROWS; ++i) {
       const float x = ROW ? a[i * rs + p] : PACKED ? a[p * MR + i] : a[i];
-      c[i] += bv * x;
+      c[h][i] += bv * x;
     }
     if (!ROW && !PACKED) a += cs;
+  };
+  int64_t p = 0;
+#pragma GCC unroll 2
+  for (; p + CH <= kc; p += CH)
+#pragma GCC unroll 2
+    for (int h = 0; h < CH; ++h) step(h, p + h);
+  if (CH > 1) {
+    if (p < kc) step(0, p);
+#pragma GCC unroll 12
+    for (int i = 0; i < ROWS; ++i) c[0][i] += c[CH - 1][i];
   }
 #pragma GCC unroll 12
   for (int i = 0; i < ROWS; ++i)
-    sink(i, __builtin_shufflevector(c[i], c[i], 0, 1, 2, 3, 4, 5, 6, 7),
-         __builtin_shufflevector(c[i], c[i], 8, 9, 10, 11, 12, 13, 14, 15));
+    sink(i, __builtin_shufflevector(c[0][i], c[0][i], 0, 1, 2, 3, 4, 5, 6, 7),
+         __builtin_shufflevector(c[0][i], c[0][i], 8, 9, 10, 11, 12, 13, 14, 15));
 #else
   static_assert(ROWS == MR, "the 8-lane tile is always 6 rows");
   v8f c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {};
