@@ -434,12 +434,20 @@ DW_CBLOCK_CASES = [
 ]
 
 
+# act, alpha, beta, bias, residual. Without a residual the epilogue is applied in the transposes that write
+# the output (cb_write); with one, by the per-plane store.
+DW_CBLOCK_EPILOGUES = [("clip", 0.0, 6.0, True, True), ("clip", 0.0, 6.0, True, False),
+                       ("hardswish", None, None, False, False), ("silu", None, None, True, False)]
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("epi", DW_CBLOCK_EPILOGUES, ids=lambda e: f"{e[0]}-bias{int(e[3])}-res{int(e[4])}")
 @pytest.mark.parametrize("case", DW_CBLOCK_CASES)
-def test_conv2d_depthwise_channel_blocks(case, threads):
+def test_conv2d_depthwise_channel_blocks(case, epi, threads):
     n, c, h, w_, (r, s), st, dil, pad = case
-    cfg = dict(n=n, c=c, k=c, h=h, w=w_, r=r, s=s, stride=st, dil=dil, pad=pad, groups=c, act="clip",
-               alpha=0.0, beta=6.0, bias=True, res=True, after=False, seed=17)
+    act, alpha, beta, bias, with_res = epi
+    cfg = dict(n=n, c=c, k=c, h=h, w=w_, r=r, s=s, stride=st, dil=dil, pad=pad, groups=c, act=act,
+               alpha=alpha, beta=beta, bias=bias, res=with_res, after=False, seed=17)
     x, w, b, res = make_data(cfg)
     fast = with_threads(threads, lambda: ev_conv(cfg, x, w, b, res))
     rtol, atol = TOL["float32"]
