@@ -1,8 +1,9 @@
 // conv2d: the reference loops and the fast CPU path.
 //
 // Fast path, by case:
-// - depthwise 3x3 at stride 1 or 2 (32 or more output columns, or a channel multiplier): a direct SIMD
-//   kernel over zero-padded, stride-split copies of the input rows (conv_dw3);
+// - depthwise 3x3 at stride 1 or 2 (32 or more output columns, or a channel multiplier; with AVX-512 also
+//   stride 1 at 28-31 columns): a direct SIMD kernel over zero-padded, stride-split copies of the input rows
+//   (conv_dw3);
 // - depthwise with multiplier 1, under 32 output columns and at least 9 taps: vectors across 8 channels of
 //   a pixel-major copy (conv_dw_cblock);
 // - other depthwise (groups == c, any multiplier): a direct SIMD kernel over a zero-padded copy of
@@ -592,11 +593,11 @@ bool dw_cblock(const Conv2dShape& s) {
   // 14x14 and 28x28, 86 -> 71 at 7x7).
   const int64_t taps = s.r * s.s;
 #if EV_SGEMM_AVX512
-  // conv_dw3's 16-lane rows, where they fill 7/8 of their lanes (14-16 and 28-31 wide): paired A/B against
-  // this kernel (Xeon, 1 thread, 3x3): MobileNetV2's 192 channels at 28x28 0.66x the time, 144 at 56 -> 28
-  // stride 2 0.85, 576 and 384 at 14x14 0.88-0.90; at 7x7 (7 of 16 lanes) 1.31x, 14 -> 7 stride 2 2.4x.
-  const int64_t ow = s.out_w();
-  if (dw3_fast(s) && ow >= 14 && 8 * ow >= 7 * sgemm::round_up(ow, 16)) return false;
+  // conv_dw3's 16-lane rows at stride 1 and 28-31 wide (7/8 of their lanes filled): paired A/B against this
+  // kernel (Xeon, 2 threads, 3x3), MobileNetV2's 192 channels at 28x28 0.81x the time. Since this kernel
+  // computes 8-pixel groups and fuses the epilogue, not at 14x14 (576, 480, 384 channels: here 0.78-0.84x of
+  // conv_dw3's time) nor at stride 2 (144 channels 56 -> 28: 0.86-0.94x, 240 28 -> 14: 0.94x).
+  if (dw3_fast(s) && s.stride_w == 1 && s.out_w() >= 28) return false;
 #endif
   return s.k == s.c && s.out_w() < 32 && taps >= 9 && taps <= kMaxCbTaps;
 }
