@@ -112,6 +112,20 @@ def test_max_pool_2x2_stride_2_path(hw, rng):
         np.testing.assert_array_equal(ops.max_pool2d(x, 2, 2, 0, reference=ref), expected)
 
 
+@pytest.mark.parametrize("w", [5, 15, 16, 17, 31, 32, 33, 47, 56, 57, 64, 65, 112, 113])
+def test_max_pool_row_widths(w, rng):
+    # The row path's passes run in 16-lane (AVX-512) or 8-lane vectors, then an 8-lane remainder, then scalar:
+    # row widths around those sizes, the unrolled 3x3 window (strides 1 and 2) and general windows (taller and
+    # wider ones, dilation, stride 3), with NaNs placed at the vectors' ends.
+    x = rng.standard_normal((2, 3, 9, w)).astype(np.float32)
+    for col in {0, min(w - 1, 7), min(w - 1, 15), min(w - 1, 16), w - 1}:
+        x[int(rng.integers(0, 2)), int(rng.integers(0, 3)), int(rng.integers(0, 9)), col] = np.nan
+    tx = torch.from_numpy(x)
+    for k, st, p, d in [(3, 2, 1, 1), (3, 1, 1, 1), ((5, 3), 2, (2, 1), 1), (3, 2, 1, 2), ((2, 4), 3, (1, 2), 1)]:
+        expected = F.max_pool2d(tx, k, st, p, d).numpy()
+        np.testing.assert_array_equal(ops.max_pool2d(x, k, st, p, d), expected, err_msg=f"k{k} s{st} p{p} d{d}")
+
+
 def test_max_window_without_input_is_minus_inf(rng):
     # Taps at -1 and 2 of a 2-pixel axis: torch (and edgevision) give -inf.
     x = rng.standard_normal((1, 2, 2, 2)).astype(np.float32)
