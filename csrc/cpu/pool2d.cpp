@@ -215,35 +215,29 @@ void max_pool_row(const Pool2dShape& s, const PoolRowGeom& g, const float* xp, i
   if (ky0 == ky1) {
     std::fill(tin, tin + w, kNegInf);
   } else {
-    constexpr int kMaxRows = 16;  // window rows read through pointers; taller windows loop over the rest
-    const float* rows[kMaxRows];
-    const int nr = static_cast<int>(std::min<int64_t>(ky1 - ky0, kMaxRows));
-    for (int r = 0; r < nr; ++r) rows[r] = xp + (ystart + (ky0 + r) * s.dil_h) * w;
-    const auto vmax = [&](int64_t ix) {
-      vw m = *reinterpret_cast<const vw_u*>(rows[0] + ix);
-      for (int r = 1; r < nr; ++r) m = max_nanw(m, *reinterpret_cast<const vw_u*>(rows[r] + ix));
-      for (int64_t ky = ky0 + nr; ky < ky1; ++ky)
-        m = max_nanw(m, *reinterpret_cast<const vw_u*>(xp + (ystart + ky * s.dil_h) * w + ix));
-      return m;
-    };
+    const float* r0 = xp + (ystart + ky0 * s.dil_h) * w;  // the window's first row in the input
+    const int64_t rstep = s.dil_h * w, nrows = ky1 - ky0;   // and the distance to the next one
     int64_t ix = 0;
-    if (nr == 3 && ky1 - ky0 == 3)  // the common 3-row window, unrolled
+    if (nrows == 3)  // the common 3-row window, unrolled
       for (; ix + kW <= w; ix += kW) {
-        const vw a = *reinterpret_cast<const vw_u*>(rows[0] + ix);
-        const vw b = *reinterpret_cast<const vw_u*>(rows[1] + ix);
-        const vw c = *reinterpret_cast<const vw_u*>(rows[2] + ix);
+        const vw a = *reinterpret_cast<const vw_u*>(r0 + ix);
+        const vw b = *reinterpret_cast<const vw_u*>(r0 + rstep + ix);
+        const vw c = *reinterpret_cast<const vw_u*>(r0 + 2 * rstep + ix);
         *reinterpret_cast<vw_u*>(tin + ix) = max_nanw(max_nanw(a, b), c);
       }
-    for (; ix + kW <= w; ix += kW) *reinterpret_cast<vw_u*>(tin + ix) = vmax(ix);
+    for (; ix + kW <= w; ix += kW) {
+      vw m = *reinterpret_cast<const vw_u*>(r0 + ix);
+      for (int64_t r = 1; r < nrows; ++r) m = max_nanw(m, *reinterpret_cast<const vw_u*>(r0 + r * rstep + ix));
+      *reinterpret_cast<vw_u*>(tin + ix) = m;
+    }
     for (; kW > 8 && ix + 8 <= w; ix += 8) {  // an 8-lane remainder
-      v8f m = *reinterpret_cast<const v8f_u*>(rows[0] + ix);
-      for (int64_t ky = ky0 + 1; ky < ky1; ++ky)
-        m = max_nan8(m, *reinterpret_cast<const v8f_u*>(xp + (ystart + ky * s.dil_h) * w + ix));
+      v8f m = *reinterpret_cast<const v8f_u*>(r0 + ix);
+      for (int64_t r = 1; r < nrows; ++r) m = max_nan8(m, *reinterpret_cast<const v8f_u*>(r0 + r * rstep + ix));
       *reinterpret_cast<v8f_u*>(tin + ix) = m;
     }
     for (; ix < w; ++ix) {
-      float m = rows[0][ix];
-      for (int64_t ky = ky0 + 1; ky < ky1; ++ky) m = max_nan(m, xp[(ystart + ky * s.dil_h) * w + ix]);
+      float m = r0[ix];
+      for (int64_t r = 1; r < nrows; ++r) m = max_nan(m, r0[r * rstep + ix]);
       tin[ix] = m;
     }
   }
