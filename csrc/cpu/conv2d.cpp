@@ -188,11 +188,10 @@ void zero_padding(const Conv2dShape& s, const PadGeom& g, float* xp, int64_t c0,
     }
 }
 
-// Writes image `src` (channels [c0, c1)) into xp, padding included.
+// Writes the interior of image `src` (channels [c0, c1)) into xp; the padding stays as zero_padding left it.
 void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* xp, int64_t c0,
                int64_t c1) {
   const int64_t sh = s.stride_h, sw = s.stride_w;
-  zero_padding(s, g, xp, c0, c1);
   // No column padding at stride 1: a channel's rows are contiguous in xp too, one copy per channel (and
   // one for all when there is no row padding either): a memcpy per row of the seed CNN's 6x6 conv took
   // more time than its data.
@@ -405,7 +404,9 @@ void conv_padded(const Conv2dShape& s, const float* x, const float* pw, const fl
 #pragma omp parallel num_threads(threads)
     {
       float* xp = base + omp_get_thread_num() * per;
-      std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);  // the slack past the last channel (pad_image: the rest)
+      // Once per call: every image's copy rewrites only the interior.
+      zero_padding(s, pg, xp, 0, s.c);
+      std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);  // the slack past the last channel
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.n; ++b) {
         pad_image(s, pg, x + b * in_img, xp, 0, s.c);
@@ -421,7 +422,9 @@ void conv_padded(const Conv2dShape& s, const float* x, const float* pw, const fl
 #pragma omp parallel num_threads(threads) if (threads > 1 && in_img > 16384)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      pad_image(s, pg, x + b * in_img, xp, s.c * t / nt, s.c * (t + 1) / nt);
+      const int64_t c0 = s.c * t / nt, c1 = s.c * (t + 1) / nt;
+      if (b == 0) zero_padding(s, pg, xp, c0, c1);  // once per call: the images' copies rewrite the interior
+      pad_image(s, pg, x + b * in_img, xp, c0, c1);
     }
     conv_padded_image(s, pg, xp, pw, bias, res ? res + b * out_img : nullptr, y + b * out_img, e,
                       xp + pg.image, threads);
