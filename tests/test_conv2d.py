@@ -231,6 +231,39 @@ def test_conv2d_cuda_split_k(case, dtype):
     assert torch.equal(again, y)
 
 
+# FP16 convs with more than 16 output channels per group run on tensor cores (sm_80+): 64 x 64 x 32 tiles
+# of mma.sync. Each case hits an edge of that kernel: n, c, k, h, w, r, stride, pad, dil, groups, act, residual.
+TENSOR_CORE_CASES = [
+    (3, 3, 24, 19, 17, 7, 2, 3, 1, 1, "relu", False),      # stem: K = 147 (odd: scalar weight loads), 24 of 64 channels
+    (2, 64, 64, 9, 9, 3, 1, 1, 1, 1, "relu", True),        # K = 576 (16-byte weight loads); M = 162, a partial pixel tile
+    (1, 48, 80, 7, 7, 1, 1, 1, 1, 1, "hardswish", False),  # 1x1 with padding: border pixels read zeros
+    (2, 32, 40, 11, 13, 3, 2, 2, 2, 1, "silu", True),      # stride 2, dilation 2
+    (2, 64, 96, 8, 8, 3, 1, 1, 1, 2, "leaky_relu", False),  # groups: 48 output channels each
+    (1, 40, 130, 6, 5, 1, 1, 0, 1, 1, None, True),         # K = 40: the last 16-run is partial; 3 channel tiles
+    (5, 16, 33, 4, 4, 3, 1, 1, 1, 1, "sigmoid", False),    # K = 144: 4.5 K tiles
+    (1, 512, 512, 7, 7, 3, 1, 1, 1, 1, "relu", True),      # split over K (see SPLIT_K_CASES)
+]
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("aligned_weights", [True, False])
+@pytest.mark.parametrize("case", TENSOR_CORE_CASES, ids=lambda c: f"{c[1]}-{c[2]}@{c[3]}x{c[4]}k{c[5]}g{c[9]}")
+def test_conv2d_cuda_fp16_tensor_cores(case, aligned_weights):
+    n, c, k, h, w_, r, st, p, d, g, act, with_res = case
+    cfg = dict(n=n, c=c, k=k, h=h, w=w_, r=r, s=r, stride=(st, st), pad=(p,) * 4, dil=(d, d), groups=g, act=act,
+               alpha=None, beta=None, bias=True, res=with_res, after=False, seed=11)
+    x, w, b, res = make_data(cfg)
+    args = [to_target(a, "cuda", "float16") for a in (x, w, b, res)]
+    if not aligned_weights:  # weights one element into their buffer: not 16-byte aligned
+        buf = torch.empty(args[1].numel() + 1, dtype=torch.float16, device="cuda")
+        args[1] = buf[1:].view_as(args[1]).copy_(args[1])
+    y = ev_conv(cfg, *args)
+    rounded = [None if a is None else a.float().cpu().numpy() for a in args]
+    rtol, atol = TOL["float16"]
+    np.testing.assert_allclose(y.float().cpu().numpy(), torch_conv(cfg, *rounded), rtol=rtol, atol=atol)
+
+
 # Shapes of real networks, smaller spatially so the scalar reference stays quick.
 NET_SHAPES = [
     # n, c, k, h, r, stride, pad, groups

@@ -27,6 +27,9 @@
 // buffering; an incremental (ci, kh, kw) walk or a per-K offset table instead of divisions; a
 // shared-memory input tile for the depthwise kernel.
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
 
 #include "cuda/common.cuh"
 
@@ -247,6 +250,239 @@ __global__ void conv2d_depthwise_kernel(ConvArgs a, const T* __restrict__ x,
   }
 }
 
+// ---- FP16 on tensor cores (sm_80+): the same implicit GEMM with mma.sync m16n8k16 ----
+// Block tile 64 pixels x 64 output channels x 32 K, 4 warps of 32 x 32 (2 x 4 mma tiles each),
+// FP32 accumulators. Each thread loads 16 consecutive K values of one A row (an output pixel; the
+// (ci, kh, kw) walk is incremental, one division per tile) and 16 of one B row (an output channel;
+// two 16-byte loads when the weights are aligned), and stores them as two 16-byte words into
+// shared rows padded to 40 halves (80 bytes), which keeps both those stores and the fragment loads
+// (32-bit words at row g, word t of each 8 x 4 lane grid) free of bank conflicts. The accumulators
+// leave through a shared [channel][pixel] tile (rows of 68 floats: lane (g, t) writes bank 8t + g)
+// so that the stores to NCHW, the epilogue's residual reads and split-K's partial sums run along
+// pixels, coalesced. Split-K and groups work as in the FP32 kernel.
+namespace tc {
+constexpr int BM = 64, BN = 64, BK = 32, kThreads = 128;
+constexpr int LDS = BK + 8;  // halves per shared A / B row
+constexpr int LDC = BM + 4;  // floats per row of the staged output tile
+constexpr int kAbBytes = 2 * BM * LDS * 2, kCBytes = BN * LDC * 4;
+constexpr int kSmemBytes = kAbBytes > kCBytes ? kAbBytes : kCBytes;
+}  // namespace tc
+
+__device__ __forceinline__ uint32_t pack_halves(__half lo, __half hi) {
+  return static_cast<uint32_t>(__half_as_ushort(lo)) | (static_cast<uint32_t>(__half_as_ushort(hi)) << 16);
+}
+
+// 16 consecutive K values (from kidx) of the im2col row of one output pixel, as 8 packed words.
+template <bool k1x1>
+__device__ __forceinline__ void tc_fetch_a(const ConvArgs& a, const __half* __restrict__ xg, bool am_ok,
+                                           int ih0, int iw0, int kidx, int k_end, uint32_t (&out)[8]) {
+  const __half zero = __float2half(0.f);
+  __half v[16];
+  if (k1x1) {
+    const bool pix_ok = am_ok && ih0 >= 0 && ih0 < a.h && iw0 >= 0 && iw0 < a.w;
+    const int hw = a.h * a.w;
+    const __half* p = xg + ih0 * a.w + iw0;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) v[i] = (pix_ok && kidx + i < k_end) ? p[(kidx + i) * hw] : zero;
+  } else {
+    const int rs = a.r * a.s;
+    int ci = kidx / rs;
+    const int rem = kidx - ci * rs;
+    int kh = rem / a.s;
+    int kw = rem - kh * a.s;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      __half e = zero;
+      if (am_ok && kidx + i < k_end) {
+        const int ih = ih0 + kh * a.dil_h, iw = iw0 + kw * a.dil_w;
+        if (ih >= 0 && ih < a.h && iw >= 0 && iw < a.w) e = xg[(ci * a.h + ih) * a.w + iw];
+      }
+      v[i] = e;
+      if (++kw == a.s) {
+        kw = 0;
+        if (++kh == a.r) {
+          kh = 0;
+          ++ci;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = pack_halves(v[2 * i], v[2 * i + 1]);
+}
+
+// 16 consecutive K values (from kidx) of output channel nn's weights, as 8 packed words.
+__device__ __forceinline__ void tc_fetch_b(const ConvArgs& a, const __half* __restrict__ wg, int nn,
+                                           int kidx, int k_end, bool w_vec, uint32_t (&out)[8]) {
+  const __half* p = wg + static_cast<int64_t>(nn) * a.K + kidx;
+  if (w_vec && nn < a.kg && kidx + 16 <= k_end) {
+    const uint4 lo = *reinterpret_cast<const uint4*>(p);
+    const uint4 hi = *reinterpret_cast<const uint4*>(p + 8);
+    out[0] = lo.x, out[1] = lo.y, out[2] = lo.z, out[3] = lo.w;
+    out[4] = hi.x, out[5] = hi.y, out[6] = hi.z, out[7] = hi.w;
+    return;
+  }
+  const __half zero = __float2half(0.f);
+  __half v[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) v[i] = (nn < a.kg && kidx + i < k_end) ? p[i] : zero;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = pack_halves(v[2 * i], v[2 * i + 1]);
+}
+
+__device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                              uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+template <bool k1x1>
+__global__ void __launch_bounds__(tc::kThreads)
+    conv2d_igemm_f16_tc_kernel(ConvArgs a, const __half* __restrict__ x, const __half* __restrict__ w,
+                               const __half* __restrict__ bias, const __half* __restrict__ residual,
+                               __half* __restrict__ y, Epilogue e, float* __restrict__ partial, int k_chunk,
+                               bool w_vec) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int BM = tc::BM, BN = tc::BN, BK = tc::BK, kThreads = tc::kThreads;
+  constexpr int LDS = tc::LDS, LDC = tc::LDC;
+  __shared__ __align__(16) unsigned char smem[tc::kSmemBytes];
+  auto As = reinterpret_cast<__half (*)[LDS]>(smem);
+  auto Bs = reinterpret_cast<__half (*)[LDS]>(smem + BM * LDS * 2);
+  auto Cs = reinterpret_cast<float (*)[LDC]>(smem);  // after the K loop only
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g8 = lane >> 2, t4 = lane & 3;
+  const int wm = (warp & 1) * 32, wn = (warp >> 1) * 32;
+  const int m0 = blockIdx.x * BM;
+  const int l_row = tid % BM, l_k = (tid / BM) * 16;  // loader: row of A and of B, first K of 16
+  const int am = m0 + l_row;
+  const bool am_ok = am < a.M;
+  int ab = 0, ih0 = 0, iw0 = 0;
+  if (am_ok) {
+    ab = am / a.ohw;
+    const int p = am - ab * a.ohw;
+    const int oh = p / a.out_w;
+    ih0 = oh * a.stride_h - a.pad_t;
+    iw0 = (p - oh * a.out_w) * a.stride_w - a.pad_l;
+  }
+  const int hw = a.h * a.w;
+  const int n_tiles = (a.kg + BN - 1) / BN;
+  const int k_begin = partial ? static_cast<int>(blockIdx.z) * k_chunk : 0;
+  const int k_end = partial ? min(a.K, k_begin + k_chunk) : a.K;
+  const int g_first = partial ? 0 : static_cast<int>(blockIdx.z);
+  const int g_step = partial ? a.groups : static_cast<int>(gridDim.z);
+  for (int g = g_first; g < a.groups; g += g_step) {
+    const __half* xg = x + (static_cast<int64_t>(ab) * a.c + g * a.cg) * hw;
+    const __half* wg = w + static_cast<int64_t>(g) * a.kg * a.K;
+    for (int nt = blockIdx.y; nt < n_tiles; nt += gridDim.y) {
+      const int n0 = nt * BN;
+      float acc[2][4][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+      uint32_t a_reg[8], b_reg[8];
+      tc_fetch_a<k1x1>(a, xg, am_ok, ih0, iw0, k_begin + l_k, k_end, a_reg);
+      tc_fetch_b(a, wg, n0 + l_row, k_begin + l_k, k_end, w_vec, b_reg);
+      for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        uint4* as = reinterpret_cast<uint4*>(&As[l_row][l_k]);
+        uint4* bs = reinterpret_cast<uint4*>(&Bs[l_row][l_k]);
+        as[0] = make_uint4(a_reg[0], a_reg[1], a_reg[2], a_reg[3]);
+        as[1] = make_uint4(a_reg[4], a_reg[5], a_reg[6], a_reg[7]);
+        bs[0] = make_uint4(b_reg[0], b_reg[1], b_reg[2], b_reg[3]);
+        bs[1] = make_uint4(b_reg[4], b_reg[5], b_reg[6], b_reg[7]);
+        __syncthreads();
+        if (k0 + BK < k_end) {  // the next tile's global loads overlap this tile's mma
+          tc_fetch_a<k1x1>(a, xg, am_ok, ih0, iw0, k0 + BK + l_k, k_end, a_reg);
+          tc_fetch_b(a, wg, n0 + l_row, k0 + BK + l_k, k_end, w_vec, b_reg);
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+          uint32_t af[2][4], bf[4][2];
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const int row = wm + i * 16 + g8;
+            af[i][0] = *reinterpret_cast<const uint32_t*>(&As[row][kk + 2 * t4]);
+            af[i][1] = *reinterpret_cast<const uint32_t*>(&As[row + 8][kk + 2 * t4]);
+            af[i][2] = *reinterpret_cast<const uint32_t*>(&As[row][kk + 2 * t4 + 8]);
+            af[i][3] = *reinterpret_cast<const uint32_t*>(&As[row + 8][kk + 2 * t4 + 8]);
+          }
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int col = wn + j * 8 + g8;
+            bf[j][0] = *reinterpret_cast<const uint32_t*>(&Bs[col][kk + 2 * t4]);
+            bf[j][1] = *reinterpret_cast<const uint32_t*>(&Bs[col][kk + 2 * t4 + 8]);
+          }
+#pragma unroll
+          for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) mma_f16_16816(acc[i][j], af[i], bf[j][0], bf[j][1]);
+        }
+        __syncthreads();
+      }
+
+      // Stage the tile as [channel][pixel] (Cs aliases As / Bs: the loop's last barrier guards it).
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int r = 0; r < 4; ++r)
+            Cs[wn + j * 8 + 2 * t4 + (r & 1)][wm + i * 16 + g8 + (r >> 1) * 8] = acc[i][j][r];
+      __syncthreads();
+      for (int idx = tid; idx < BM * BN; idx += kThreads) {
+        const int n = idx / BM, mi = idx % BM;
+        const int m = m0 + mi, nn = n0 + n;
+        if (m >= a.M || nn >= a.kg) continue;
+        const float v = Cs[n][mi];
+        if (partial) {
+          partial[(static_cast<int64_t>(blockIdx.z) * a.kg + nn) * a.M + m] = v;
+          continue;
+        }
+        const int b = m / a.ohw;
+        const int p = m - b * a.ohw;
+        const int co = g * a.kg + nn;
+        const int off = (b * a.k + co) * a.ohw + p;
+        const float bv = bias ? cuda::ld(bias + co) : 0.f;
+        const float rv = residual ? cuda::ld(residual + off) : 0.f;
+        cuda::st(y + off, cuda::epilogue_call(v, bv, rv, e));
+      }
+      __syncthreads();  // before the next tile's stores overwrite Cs
+    }
+  }
+#endif
+}
+
+// Whether this process's current GPU runs the tensor-core kernel: the code loaded for it must have
+// been compiled for sm_80 or newer (a build with only sm_75 PTX JIT-compiles an empty body on a
+// newer GPU), so this asks the runtime for the kernel's PTX version, once per device.
+bool f16_tensor_cores_usable() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  static std::atomic<int> known[64];  // 0 not asked yet, 1 usable, 2 not
+  if (dev < 0 || dev >= 64) return false;
+  int v = known[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    cudaFuncAttributes at{};
+    if (cudaFuncGetAttributes(&at, conv2d_igemm_f16_tc_kernel<true>) != cudaSuccess) {
+      cudaGetLastError();  // a failed query must not surface as a later launch's error
+      v = 2;
+    } else {
+      v = at.ptxVersion >= 80 ? 1 : 2;
+    }
+    known[dev].store(v, std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+
 struct SplitK {
   int splits = 1;
   int chunk = 0;  // K elements per slice, a multiple of BK
@@ -283,6 +519,26 @@ void launch_igemm(const ConvArgs& a, const T* x, const T* w, const T* bias, cons
   if (partial) {
     EV_CUDA_CHECK_LAUNCH();
     conv2d_splitk_reduce_kernel<T><<<cuda::blocks_for(a.total), cuda::kBlock, 0, st>>>(
+        a, sk.splits, partial, bias, residual, y, e);
+  }
+}
+
+template <bool k1x1>
+void launch_igemm_f16_tc(const ConvArgs& a, const __half* x, const __half* w, const __half* bias,
+                         const __half* residual, __half* y, const Epilogue& e, const SplitK& sk,
+                         float* partial, cudaStream_t st) {
+  const int n_tiles = (a.kg + tc::BN - 1) / tc::BN;
+  const int z = partial ? sk.splits : a.groups;
+  const dim3 grid(static_cast<unsigned>((a.M + tc::BM - 1) / tc::BM),
+                  static_cast<unsigned>(n_tiles < 65535 ? n_tiles : 65535),
+                  static_cast<unsigned>(z < 65535 ? z : 65535));
+  // 16-byte weight loads: every row and every 16-value run starts 16-byte aligned.
+  const bool w_vec = a.K % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  conv2d_igemm_f16_tc_kernel<k1x1><<<grid, tc::kThreads, 0, st>>>(a, x, w, bias, residual, y, e, partial,
+                                                                  sk.chunk, w_vec);
+  if (partial) {
+    EV_CUDA_CHECK_LAUNCH();
+    conv2d_splitk_reduce_kernel<__half><<<cuda::blocks_for(a.total), cuda::kBlock, 0, st>>>(
         a, sk.splits, partial, bias, residual, y, e);
   }
 }
@@ -349,7 +605,21 @@ void conv2d_cuda(const Conv2dShape& s, DType dt, const void* x, const void* w, c
     if (a.groups == a.c) {
       conv2d_depthwise_kernel<T><<<cuda::blocks_for(a.total), cuda::kBlock, 0, st>>>(
           a, px, pw, pb, pr, py, e);
-    } else if (a.kg <= 16) {
+      EV_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    if constexpr (std::is_same_v<T, __half>) {
+      // Narrow layers (<= 16 output channels) would leave most of a 64-wide tensor-core tile idle.
+      if (a.kg > 16 && f16_tensor_cores_usable()) {
+        if (k1x1)
+          launch_igemm_f16_tc<true>(a, px, pw, pb, pr, py, e, sk, partial, st);
+        else
+          launch_igemm_f16_tc<false>(a, px, pw, pb, pr, py, e, sk, partial, st);
+        EV_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
+    if (a.kg <= 16) {
       if (k1x1)
         launch_igemm<T, 128, 16, 8, 1, true>(a, px, pw, pb, pr, py, e, sk, partial, st);
       else
