@@ -231,17 +231,20 @@ def test_conv2d_cuda_split_k(case, dtype):
     assert torch.equal(again, y)
 
 
-# FP16 convs with more than 16 output channels per group run on tensor cores (sm_80+): 64 x 64 x 32 tiles
-# of mma.sync. Each case hits an edge of that kernel: n, c, k, h, w, r, stride, pad, dil, groups, act, residual.
+# FP16 convs with more than 16 output channels per group run on tensor cores (sm_80+): tiles of 64 pixels x
+# 64 or 128 channels x 32 K of mma.sync. Each case hits an edge of that kernel:
+# n, c, k, h, w, r, stride, pad, dil, groups, act, residual.
 TENSOR_CORE_CASES = [
     (3, 3, 24, 19, 17, 7, 2, 3, 1, 1, "relu", False),      # stem: K = 147 (odd: scalar weight loads), 24 of 64 channels
     (2, 64, 64, 9, 9, 3, 1, 1, 1, 1, "relu", True),        # K = 576 (16-byte weight loads); M = 162, a partial pixel tile
     (1, 48, 80, 7, 7, 1, 1, 1, 1, 1, "hardswish", False),  # 1x1 with padding: border pixels read zeros
     (2, 32, 40, 11, 13, 3, 2, 2, 2, 1, "silu", True),      # stride 2, dilation 2
     (2, 64, 96, 8, 8, 3, 1, 1, 1, 2, "leaky_relu", False),  # groups: 48 output channels each
-    (1, 40, 130, 6, 5, 1, 1, 0, 1, 1, None, True),         # K = 40: the last 16-run is partial; 3 channel tiles
+    (1, 40, 130, 6, 5, 1, 1, 0, 1, 1, None, True),         # K = 40: the last 16-run is partial; 130 channels
     (5, 16, 33, 4, 4, 3, 1, 1, 1, 1, "sigmoid", False),    # K = 144: 4.5 K tiles
-    (1, 512, 512, 7, 7, 3, 1, 1, 1, 1, "relu", True),      # split over K (see SPLIT_K_CASES)
+    (1, 512, 512, 7, 7, 3, 1, 1, 1, 1, "relu", True),      # split over K (see SPLIT_K_CASES): 64-channel tiles
+    (4, 16, 160, 64, 64, 3, 1, 1, 1, 1, "relu", True),     # 128-channel tiles (512 blocks), the second one partial
+    (2, 64, 288, 48, 48, 3, 1, 1, 1, 2, "relu6", False),   # 128-channel tiles per group of 144
 ]
 
 

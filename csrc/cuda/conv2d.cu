@@ -23,9 +23,11 @@
 //     activation. The split count depends on the shape only (a fixed target of kSplitTarget blocks,
 //     not the GPU's SM count), so the workspace sized at plan build always fits the launch.
 // Workspace: split-K's partial sums, splits x M x N floats (0 when the conv does not split).
-// Later versions: tensor cores (mma.sync FP16/TF32) for the implicit GEMM; cp.async double
-// buffering; an incremental (ci, kh, kw) walk or a per-K offset table instead of divisions; a
-// shared-memory input tile for the depthwise kernel.
+//   FP16 on tensor cores (sm_80+, more than 16 output channels per group): see "FP16 on tensor
+//     cores" below; narrow layers, depthwise and GPUs before Ampere take the kernels above.
+// Later versions: TF32 as an opt-in for FP32; cp.async multi-stage pipelines; a (kh, kw, ci) weight
+// order so that a gathered run of K shares one input pixel; a shared-memory input tile for the
+// depthwise kernel.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -251,21 +253,24 @@ __global__ void conv2d_depthwise_kernel(ConvArgs a, const T* __restrict__ x,
 }
 
 // ---- FP16 on tensor cores (sm_80+): the same implicit GEMM with mma.sync m16n8k16 ----
-// Block tile 64 pixels x 64 output channels x 32 K, 4 warps of 32 x 32 (2 x 4 mma tiles each),
-// FP32 accumulators. Each thread loads 16 consecutive K values of one A row (an output pixel; the
-// (ci, kh, kw) walk is incremental, one division per tile) and 16 of one B row (an output channel;
-// two 16-byte loads when the weights are aligned), and stores them as two 16-byte words into
-// shared rows padded to 40 halves (80 bytes), which keeps both those stores and the fragment loads
-// (32-bit words at row g, word t of each 8 x 4 lane grid) free of bank conflicts. The accumulators
-// leave through a shared [channel][pixel] tile (rows of 68 floats: lane (g, t) writes bank 8t + g)
-// so that the stores to NCHW, the epilogue's residual reads and split-K's partial sums run along
-// pixels, coalesced. Split-K and groups work as in the FP32 kernel.
+// Block tile 64 pixels x BN output channels x 32 K (BN = 64, or 128 for wide layers that do not split
+// over K: each gathered im2col value then feeds twice the mma work), 4 warps of 32 x BN/2, FP32
+// accumulators. Each thread gathers 16 consecutive K values of one A row (an output pixel; the
+// (ci, kh, kw) walk is incremental, one division per tile) and 16 of BN / 64 B rows (output
+// channels; 16-byte loads when the weights are aligned), and stores them as 16-byte words into
+// shared rows padded to 40 halves (80 bytes), which keeps those stores and the ldmatrix fragment
+// loads (8 rows of 16 bytes each) free of bank conflicts. The next tile's global loads are issued
+// before this tile's mma. The accumulators leave through a shared [channel][pixel] tile (rows of 68
+// floats: lane (g, t) writes bank 8t + g) so that the stores to NCHW, the epilogue's residual reads
+// and split-K's partial sums run along pixels, coalesced. Split-K and groups work as in the FP32
+// kernel.
 namespace tc {
-constexpr int BM = 64, BN = 64, BK = 32, kThreads = 128;
+constexpr int BM = 64, BK = 32, kThreads = 128;
 constexpr int LDS = BK + 8;  // halves per shared A / B row
 constexpr int LDC = BM + 4;  // floats per row of the staged output tile
-constexpr int kAbBytes = 2 * BM * LDS * 2, kCBytes = BN * LDC * 4;
-constexpr int kSmemBytes = kAbBytes > kCBytes ? kAbBytes : kCBytes;
+__host__ __device__ constexpr int smem_bytes(int bn) {
+  return (BM + bn) * LDS * 2 > bn * LDC * 4 ? (BM + bn) * LDS * 2 : bn * LDC * 4;
+}
 }  // namespace tc
 
 __device__ __forceinline__ uint32_t pack_halves(__half lo, __half hi) {
@@ -313,7 +318,7 @@ __device__ __forceinline__ void tc_fetch_a(const ConvArgs& a, const __half* __re
 
 // 16 consecutive K values (from kidx) of output channel nn's weights, as 8 packed words.
 __device__ __forceinline__ void tc_fetch_b(const ConvArgs& a, const __half* __restrict__ wg, int nn,
-                                           int kidx, int k_end, bool w_vec, uint32_t (&out)[8]) {
+                                           int kidx, int k_end, bool w_vec, uint32_t* out) {
   const __half* p = wg + static_cast<int64_t>(nn) * a.K + kidx;
   if (w_vec && nn < a.kg && kidx + 16 <= k_end) {
     const uint4 lo = *reinterpret_cast<const uint4*>(p);
@@ -330,6 +335,18 @@ __device__ __forceinline__ void tc_fetch_b(const ConvArgs& a, const __half* __re
   for (int i = 0; i < 8; ++i) out[i] = pack_halves(v[2 * i], v[2 * i + 1]);
 }
 
+// Four 8 x 8 half matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8
+// and receives, of each matrix, the two halves at row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1:
+// exactly the mma.m16n8k16 fragment layout.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#endif
+}
+
 __device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                               uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -341,25 +358,31 @@ __device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)
 #endif
 }
 
-template <bool k1x1>
+template <int BN, bool k1x1>
 __global__ void __launch_bounds__(tc::kThreads)
     conv2d_igemm_f16_tc_kernel(ConvArgs a, const __half* __restrict__ x, const __half* __restrict__ w,
                                const __half* __restrict__ bias, const __half* __restrict__ residual,
                                __half* __restrict__ y, Epilogue e, float* __restrict__ partial, int k_chunk,
                                bool w_vec) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int BM = tc::BM, BN = tc::BN, BK = tc::BK, kThreads = tc::kThreads;
+  constexpr int BM = tc::BM, BK = tc::BK, kThreads = tc::kThreads;
   constexpr int LDS = tc::LDS, LDC = tc::LDC;
-  __shared__ __align__(16) unsigned char smem[tc::kSmemBytes];
+  constexpr int WN = BN / 2, NT = WN / 8;  // a warp's channels, its n8 tiles
+  constexpr int B_ROWS = BN / 64;           // B rows per loader thread
+  __shared__ __align__(16) unsigned char smem[tc::smem_bytes(BN)];
   auto As = reinterpret_cast<__half (*)[LDS]>(smem);
   auto Bs = reinterpret_cast<__half (*)[LDS]>(smem + BM * LDS * 2);
   auto Cs = reinterpret_cast<float (*)[LDC]>(smem);  // after the K loop only
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g8 = lane >> 2, t4 = lane & 3;
-  const int wm = (warp & 1) * 32, wn = (warp >> 1) * 32;
+  const int wm = (warp & 1) * 32, wn = (warp >> 1) * WN;
+  // ldmatrix addresses: A rows wm + (lane % 16), K offset 8 (lane / 16); B rows (lane / 16) * 8 +
+  // lane % 8, K offset 8 ((lane / 8) % 2).
+  const int a_lrow = lane & 15, a_lk = (lane >> 4) * 8;
+  const int b_lrow = ((lane >> 4) << 3) + (lane & 7), b_lk = ((lane >> 3) & 1) * 8;
   const int m0 = blockIdx.x * BM;
-  const int l_row = tid % BM, l_k = (tid / BM) * 16;  // loader: row of A and of B, first K of 16
+  const int l_row = tid % BM, l_k = (tid / BM) * 16;  // loader: row of A (and B), first K of 16
   const int am = m0 + l_row;
   const bool am_ok = am < a.M;
   int ab = 0, ih0 = 0, iw0 = 0;
@@ -381,50 +404,48 @@ __global__ void __launch_bounds__(tc::kThreads)
     const __half* wg = w + static_cast<int64_t>(g) * a.kg * a.K;
     for (int nt = blockIdx.y; nt < n_tiles; nt += gridDim.y) {
       const int n0 = nt * BN;
-      float acc[2][4][4];
+      float acc[2][NT][4];
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < NT; ++j)
 #pragma unroll
           for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-      uint32_t a_reg[8], b_reg[8];
+      uint32_t a_reg[8], b_reg[B_ROWS][8];
       tc_fetch_a<k1x1>(a, xg, am_ok, ih0, iw0, k_begin + l_k, k_end, a_reg);
-      tc_fetch_b(a, wg, n0 + l_row, k_begin + l_k, k_end, w_vec, b_reg);
+#pragma unroll
+      for (int q = 0; q < B_ROWS; ++q)
+        tc_fetch_b(a, wg, n0 + l_row + q * 64, k_begin + l_k, k_end, w_vec, b_reg[q]);
       for (int k0 = k_begin; k0 < k_end; k0 += BK) {
         uint4* as = reinterpret_cast<uint4*>(&As[l_row][l_k]);
-        uint4* bs = reinterpret_cast<uint4*>(&Bs[l_row][l_k]);
         as[0] = make_uint4(a_reg[0], a_reg[1], a_reg[2], a_reg[3]);
         as[1] = make_uint4(a_reg[4], a_reg[5], a_reg[6], a_reg[7]);
-        bs[0] = make_uint4(b_reg[0], b_reg[1], b_reg[2], b_reg[3]);
-        bs[1] = make_uint4(b_reg[4], b_reg[5], b_reg[6], b_reg[7]);
+#pragma unroll
+        for (int q = 0; q < B_ROWS; ++q) {
+          uint4* bs = reinterpret_cast<uint4*>(&Bs[l_row + q * 64][l_k]);
+          bs[0] = make_uint4(b_reg[q][0], b_reg[q][1], b_reg[q][2], b_reg[q][3]);
+          bs[1] = make_uint4(b_reg[q][4], b_reg[q][5], b_reg[q][6], b_reg[q][7]);
+        }
         __syncthreads();
         if (k0 + BK < k_end) {  // the next tile's global loads overlap this tile's mma
           tc_fetch_a<k1x1>(a, xg, am_ok, ih0, iw0, k0 + BK + l_k, k_end, a_reg);
-          tc_fetch_b(a, wg, n0 + l_row, k0 + BK + l_k, k_end, w_vec, b_reg);
+#pragma unroll
+          for (int q = 0; q < B_ROWS; ++q)
+            tc_fetch_b(a, wg, n0 + l_row + q * 64, k0 + BK + l_k, k_end, w_vec, b_reg[q]);
         }
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
-          uint32_t af[2][4], bf[4][2];
+          uint32_t af[2][4], bf[NT / 2][4];
 #pragma unroll
-          for (int i = 0; i < 2; ++i) {
-            const int row = wm + i * 16 + g8;
-            af[i][0] = *reinterpret_cast<const uint32_t*>(&As[row][kk + 2 * t4]);
-            af[i][1] = *reinterpret_cast<const uint32_t*>(&As[row + 8][kk + 2 * t4]);
-            af[i][2] = *reinterpret_cast<const uint32_t*>(&As[row][kk + 2 * t4 + 8]);
-            af[i][3] = *reinterpret_cast<const uint32_t*>(&As[row + 8][kk + 2 * t4 + 8]);
-          }
+          for (int i = 0; i < 2; ++i) ldmatrix_x4(af[i], &As[wm + i * 16 + a_lrow][kk + a_lk]);
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int col = wn + j * 8 + g8;
-            bf[j][0] = *reinterpret_cast<const uint32_t*>(&Bs[col][kk + 2 * t4]);
-            bf[j][1] = *reinterpret_cast<const uint32_t*>(&Bs[col][kk + 2 * t4 + 8]);
-          }
+          for (int j = 0; j < NT / 2; ++j) ldmatrix_x4(bf[j], &Bs[wn + j * 16 + b_lrow][kk + b_lk]);
 #pragma unroll
           for (int i = 0; i < 2; ++i)
 #pragma unroll
-            for (int j = 0; j < 4; ++j) mma_f16_16816(acc[i][j], af[i], bf[j][0], bf[j][1]);
+            for (int j = 0; j < NT; ++j)
+              mma_f16_16816(acc[i][j], af[i], bf[j / 2][(j % 2) * 2], bf[j / 2][(j % 2) * 2 + 1]);
         }
         __syncthreads();
       }
@@ -433,7 +454,7 @@ __global__ void __launch_bounds__(tc::kThreads)
 #pragma unroll
       for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < NT; ++j)
 #pragma unroll
           for (int r = 0; r < 4; ++r)
             Cs[wn + j * 8 + 2 * t4 + (r & 1)][wm + i * 16 + g8 + (r >> 1) * 8] = acc[i][j][r];
@@ -472,7 +493,7 @@ bool f16_tensor_cores_usable() {
   int v = known[dev].load(std::memory_order_relaxed);
   if (v == 0) {
     cudaFuncAttributes at{};
-    if (cudaFuncGetAttributes(&at, conv2d_igemm_f16_tc_kernel<true>) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&at, conv2d_igemm_f16_tc_kernel<64, true>) != cudaSuccess) {
       cudaGetLastError();  // a failed query must not surface as a later launch's error
       v = 2;
     } else {
@@ -523,19 +544,19 @@ void launch_igemm(const ConvArgs& a, const T* x, const T* w, const T* bias, cons
   }
 }
 
-template <bool k1x1>
+template <int BN, bool k1x1>
 void launch_igemm_f16_tc(const ConvArgs& a, const __half* x, const __half* w, const __half* bias,
                          const __half* residual, __half* y, const Epilogue& e, const SplitK& sk,
                          float* partial, cudaStream_t st) {
-  const int n_tiles = (a.kg + tc::BN - 1) / tc::BN;
+  const int n_tiles = (a.kg + BN - 1) / BN;
   const int z = partial ? sk.splits : a.groups;
   const dim3 grid(static_cast<unsigned>((a.M + tc::BM - 1) / tc::BM),
                   static_cast<unsigned>(n_tiles < 65535 ? n_tiles : 65535),
                   static_cast<unsigned>(z < 65535 ? z : 65535));
   // 16-byte weight loads: every row and every 16-value run starts 16-byte aligned.
   const bool w_vec = a.K % 8 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
-  conv2d_igemm_f16_tc_kernel<k1x1><<<grid, tc::kThreads, 0, st>>>(a, x, w, bias, residual, y, e, partial,
-                                                                  sk.chunk, w_vec);
+  conv2d_igemm_f16_tc_kernel<BN, k1x1><<<grid, tc::kThreads, 0, st>>>(a, x, w, bias, residual, y, e,
+                                                                      partial, sk.chunk, w_vec);
   if (partial) {
     EV_CUDA_CHECK_LAUNCH();
     conv2d_splitk_reduce_kernel<__half><<<cuda::blocks_for(a.total), cuda::kBlock, 0, st>>>(
@@ -611,10 +632,20 @@ void conv2d_cuda(const Conv2dShape& s, DType dt, const void* x, const void* w, c
     if constexpr (std::is_same_v<T, __half>) {
       // Narrow layers (<= 16 output channels) would leave most of a 64-wide tensor-core tile idle.
       if (a.kg > 16 && f16_tensor_cores_usable()) {
-        if (k1x1)
-          launch_igemm_f16_tc<true>(a, px, pw, pb, pr, py, e, sk, partial, st);
+        // 128-channel tiles halve the im2col gathers per mma, but also the blocks: only where those
+        // still fill the GPU (H100, batch 32: 128 -> 128 at 28x28 0.23 -> 0.14 ms, 256 -> 256 at
+        // 14x14 with half the blocks 0.20 -> 0.22 ms).
+        const int64_t wide_blocks = static_cast<int64_t>((a.M + tc::BM - 1) / tc::BM) *
+                                    ((a.kg + 127) / 128) * a.groups;
+        const bool wide = a.kg >= 128 && !partial && wide_blocks >= kSplitTarget;
+        if (wide && k1x1)
+          launch_igemm_f16_tc<128, true>(a, px, pw, pb, pr, py, e, sk, partial, st);
+        else if (wide)
+          launch_igemm_f16_tc<128, false>(a, px, pw, pb, pr, py, e, sk, partial, st);
+        else if (k1x1)
+          launch_igemm_f16_tc<64, true>(a, px, pw, pb, pr, py, e, sk, partial, st);
         else
-          launch_igemm_f16_tc<false>(a, px, pw, pb, pr, py, e, sk, partial, st);
+          launch_igemm_f16_tc<64, false>(a, px, pw, pb, pr, py, e, sk, partial, st);
         EV_CUDA_CHECK_LAUNCH();
         return;
       }
