@@ -265,14 +265,11 @@ __global__ void conv2d_depthwise_kernel(ConvArgs a, const T* __restrict__ x,
 // and split-K's partial sums run along pixels, coalesced. Split-K and groups work as in the FP32
 // kernel.
 namespace tc {
-constexpr int BM = 64, BK = 32, kThreads = 128;
-constexpr int LDS = BK + 8;  // halves per shared A / B row
-constexpr int LDC = BM + 4;  // floats per row of the staged output tile
-__host__ __device__ constexpr int smem_bytes(int bn) {
-  return (BM + bn) * LDS * 2 > bn * LDC * 4 ? (BM + bn) * LDS * 2 : bn * LDC * 4;
-}
+constexpr int BM = 64, kThreads = 128;  // BK = 32 and the shared layouts: in the kernel
 }  // namespace tc
 
+// The device helpers exist only where the kernel body does (sm_80+; the host pass needs none of them).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 __device__ __forceinline__ uint32_t pack_halves(__half lo, __half hi) {
   return static_cast<uint32_t>(__half_as_ushort(lo)) | (static_cast<uint32_t>(__half_as_ushort(hi)) << 16);
 }
@@ -339,24 +336,21 @@ __device__ __forceinline__ void tc_fetch_b(const ConvArgs& a, const __half* __re
 // and receives, of each matrix, the two halves at row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1:
 // exactly the mma.m16n8k16 fragment layout.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
-#endif
 }
 
 __device__ __forceinline__ void mma_f16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                               uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
 }
+#endif
 
 template <int BN, bool k1x1>
 __global__ void __launch_bounds__(tc::kThreads)
@@ -365,11 +359,13 @@ __global__ void __launch_bounds__(tc::kThreads)
                                __half* __restrict__ y, Epilogue e, float* __restrict__ partial, int k_chunk,
                                bool w_vec) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int BM = tc::BM, BK = tc::BK, kThreads = tc::kThreads;
-  constexpr int LDS = tc::LDS, LDC = tc::LDC;
+  constexpr int BM = tc::BM, BK = 32, kThreads = tc::kThreads;
+  constexpr int LDS = BK + 8;  // halves per shared A / B row
+  constexpr int LDC = BM + 4;  // floats per row of the staged output tile
   constexpr int WN = BN / 2, NT = WN / 8;  // a warp's channels, its n8 tiles
   constexpr int B_ROWS = BN / 64;           // B rows per loader thread
-  __shared__ __align__(16) unsigned char smem[tc::smem_bytes(BN)];
+  constexpr int kAbBytes = (BM + BN) * LDS * 2, kCBytes = BN * LDC * 4;
+  __shared__ __align__(16) unsigned char smem[kAbBytes > kCBytes ? kAbBytes : kCBytes];
   auto As = reinterpret_cast<__half (*)[LDS]>(smem);
   auto Bs = reinterpret_cast<__half (*)[LDS]>(smem + BM * LDS * 2);
   auto Cs = reinterpret_cast<float (*)[LDC]>(smem);  // after the K loop only
