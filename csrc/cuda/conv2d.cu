@@ -253,11 +253,11 @@ __global__ void conv2d_depthwise_kernel(ConvArgs a, const T* __restrict__ x,
 }
 
 // ---- FP16 on tensor cores (sm_80+): the same implicit GEMM with mma.sync m16n8k16 ----
-// Block tile 64 pixels x BN output channels x 32 K (BN = 64, or 128 for wide layers that do not split
-// over K: each gathered im2col value then feeds twice the mma work), 4 warps of 32 x BN/2, FP32
-// accumulators. Each thread gathers 16 consecutive K values of one A row (an output pixel; the
-// (ci, kh, kw) walk is incremental, one division per tile) and 16 of BN / 64 B rows (output
-// channels; 16-byte loads when the weights are aligned), and stores them as 16-byte words into
+// Block tile 64 pixels x BN output channels x 32 K (BN = 64, or 128 for wide layers that neither split
+// over K nor drop under 256 blocks: each gathered im2col value then feeds twice the mma work), 4 warps
+// of 32 x BN/2, FP32 accumulators. Each thread gathers 16 consecutive K values of one A row (an
+// output pixel; the (ci, kh, kw) walk is incremental, one division per tile) and 16 of BN / 64 B
+// rows (output channels; 16-byte loads when the weights are aligned), and stores them as 16-byte words into
 // shared rows padded to 40 halves (80 bytes), which keeps those stores and the ldmatrix fragment
 // loads (8 rows of 16 bytes each) free of bank conflicts. The next tile's global loads are issued
 // before this tile's mma. The accumulators leave through a shared [channel][pixel] tile (rows of 68
