@@ -426,6 +426,12 @@ DW3_CASES = [
     (1, 3, 1, 8, 24, 1, (4, 5, 4, 5)),
     (1, 3, 2, 6, 19, 2, (3, 2, 3, 5)),
     (1, 8, 1, 14, 14, 2, (0, 0, 0, 0)),
+    # Stride 2 on wide rows: the 16-column even/odd split (AVX-512) from its first width on, with the
+    # 8-column split and the scalar columns after it.
+    (1, 3, 1, 5, 65, 2, (0, 0, 1, 1)),
+    (1, 3, 1, 4, 64, 2, (1, 1, 1, 1)),
+    (1, 2, 1, 6, 97, 2, (1, 2, 0, 1)),
+    (1, 2, 1, 3, 112, 2, (1, 1, 1, 1)),
     # Planes too large to buffer whole: the three-row ring.
     (1, 2, 1, 130, 131, 1, (1, 1, 1, 1)),
     (1, 2, 2, 201, 198, 2, (0, 1, 2, 1)),

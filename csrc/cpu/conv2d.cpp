@@ -934,6 +934,19 @@ inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const 
     *reinterpret_cast<v8fu*>(e + jj) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
     *reinterpret_cast<v8fu*>(o + jj) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
   };
+#if EV_SGEMM_AVX512
+  // 32 input floats -> 16 even + 16 odd columns per pair of permutes while a whole one fits.
+  const int64_t jlast16 = std::min(jb - 16, w + pl >= 32 ? (w + pl - 32) / 2 : int64_t{-1});
+  for (; j <= jlast16; j += 16) {
+    const float* p = src + 2 * j - pl;
+    const dvf lo = *reinterpret_cast<const dvfu*>(p);
+    const dvf hi = *reinterpret_cast<const dvfu*>(p + 16);
+    *reinterpret_cast<dvfu*>(e + j) =
+        __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    *reinterpret_cast<dvfu*>(o + j) =
+        __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  }
+#endif
   if (jlast >= j0) {
     for (; j <= jlast; j += 8) split(j);
     if (j < jlast + 8) {
