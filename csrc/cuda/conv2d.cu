@@ -52,6 +52,43 @@ constexpr int kSplitTarget = 256;   // blocks to aim for: about 2 per SM on a 13
 constexpr int kSplitMinDepth = 128;  // K elements per slice at least (8 K tiles)
 constexpr int kMaxSplits = 32;
 
+// Where output pixel m < M (a row of the n * out_h * out_w GEMM rows) reads its input: image b and the
+// top-left corner (ih0, iw0) of its window, padding included.
+struct PixelOrigin {
+  int b, ih0, iw0;
+};
+
+__device__ __forceinline__ PixelOrigin pixel_origin(const ConvArgs& a, int m) {
+  const int b = m / a.ohw;
+  const int p = m - b * a.ohw;
+  const int oh = p / a.out_w;
+  return {b, oh * a.stride_h - a.pad_t, (p - oh * a.out_w) * a.stride_w - a.pad_l};
+}
+
+// What blockIdx.z means to both implicit GEMMs: with split-K (partial sums, groups == 1) the block's K
+// slice [k_begin, k_end), its single group visited once; otherwise its first group (a grid-stride loop over
+// groups in steps of g_step), K whole.
+struct ZSlice {
+  int k_begin, k_end, g_first, g_step;
+};
+
+__device__ __forceinline__ ZSlice z_slice(const ConvArgs& a, const float* partial, int k_chunk) {
+  const int k_begin = partial ? static_cast<int>(blockIdx.z) * k_chunk : 0;
+  return {k_begin, partial ? min(a.K, k_begin + k_chunk) : a.K, partial ? 0 : static_cast<int>(blockIdx.z),
+          partial ? a.groups : static_cast<int>(gridDim.z)};
+}
+
+// y[b, co, p] = epilogue(v + bias[co] (+ residual at the same place)), p the pixel within the image.
+template <typename T>
+__device__ __forceinline__ void store_output(const ConvArgs& a, int b, int p, int co, float v,
+                                             const T* __restrict__ bias, const T* __restrict__ residual,
+                                             T* __restrict__ y, Epilogue e) {
+  const int off = (b * a.k + co) * a.ohw + p;
+  const float bv = bias ? cuda::ld(bias + co) : 0.f;
+  const float rv = residual ? cuda::ld(residual + off) : 0.f;
+  cuda::st(y + off, cuda::epilogue_call(v, bv, rv, e));
+}
+
 // Fetches the K tile starting at k0 into registers: A_LOADS im2col values for the thread's fixed
 // output pixel, B_LOADS weights. Out-of-range rows, columns and padding taps read as 0.
 template <typename T, int BM, int BN, bool k1x1>
@@ -116,25 +153,17 @@ __global__ void conv2d_igemm_kernel(ConvArgs a, const T* __restrict__ x, const T
   const int a_mm = tid % BM, a_k = tid / BM;
   const int am = m0 + a_mm;
   const bool am_ok = am < a.M;
-  int ab = 0, ih0 = 0, iw0 = 0;
-  if (am_ok) {
-    ab = am / a.ohw;
-    const int p = am - ab * a.ohw;
-    const int oh = p / a.out_w;
-    ih0 = oh * a.stride_h - a.pad_t;
-    iw0 = (p - oh * a.out_w) * a.stride_w - a.pad_l;
-  }
+  const PixelOrigin po = am_ok ? pixel_origin(a, am) : PixelOrigin{0, 0, 0};
+  const int ab = po.b, ih0 = po.ih0, iw0 = po.iw0;
   const int b_k = tid % BK, b_n = tid / BK;
   const int tx = tid % MT, ty = tid / MT;
   const int hw = a.h * a.w;
   const int n_tiles = (a.kg + BN - 1) / BN;
 
   // Split-K (partial != nullptr, groups == 1): blockIdx.z picks the K slice instead of the group.
-  const int k_begin = partial ? static_cast<int>(blockIdx.z) * k_chunk : 0;
-  const int k_end = partial ? min(a.K, k_begin + k_chunk) : a.K;
-  const int g_first = partial ? 0 : static_cast<int>(blockIdx.z);
-  const int g_step = partial ? a.groups : static_cast<int>(gridDim.z);
-  for (int g = g_first; g < a.groups; g += g_step) {
+  const ZSlice zs = z_slice(a, partial, k_chunk);
+  const int k_begin = zs.k_begin, k_end = zs.k_end;
+  for (int g = zs.g_first; g < a.groups; g += zs.g_step) {
     const T* xg = x + (ab * a.c + g * a.cg) * hw;
     const T* wg = w + g * a.kg * a.K;
     for (int nt = blockIdx.y; nt < n_tiles; nt += gridDim.y) {
@@ -187,11 +216,7 @@ __global__ void conv2d_igemm_kernel(ConvArgs a, const T* __restrict__ x, const T
             partial[(static_cast<int64_t>(blockIdx.z) * a.kg + nn) * a.M + m] = acc[i][j];
             continue;
           }
-          const int co = g * a.kg + nn;
-          const int off = (b * a.k + co) * a.ohw + p;
-          const float bv = bias ? cuda::ld(bias + co) : 0.f;
-          const float rv = residual ? cuda::ld(residual + off) : 0.f;
-          cuda::st(y + off, cuda::epilogue_call(acc[i][j], bv, rv, e));
+          store_output(a, b, p, g * a.kg + nn, acc[i][j], bias, residual, y, e);
         }
       }
     }
@@ -381,21 +406,13 @@ __global__ void __launch_bounds__(tc::kThreads)
   const int l_row = tid % BM, l_k = (tid / BM) * 16;  // loader: row of A (and B), first K of 16
   const int am = m0 + l_row;
   const bool am_ok = am < a.M;
-  int ab = 0, ih0 = 0, iw0 = 0;
-  if (am_ok) {
-    ab = am / a.ohw;
-    const int p = am - ab * a.ohw;
-    const int oh = p / a.out_w;
-    ih0 = oh * a.stride_h - a.pad_t;
-    iw0 = (p - oh * a.out_w) * a.stride_w - a.pad_l;
-  }
+  const PixelOrigin po = am_ok ? pixel_origin(a, am) : PixelOrigin{0, 0, 0};
+  const int ab = po.b, ih0 = po.ih0, iw0 = po.iw0;
   const int hw = a.h * a.w;
   const int n_tiles = (a.kg + BN - 1) / BN;
-  const int k_begin = partial ? static_cast<int>(blockIdx.z) * k_chunk : 0;
-  const int k_end = partial ? min(a.K, k_begin + k_chunk) : a.K;
-  const int g_first = partial ? 0 : static_cast<int>(blockIdx.z);
-  const int g_step = partial ? a.groups : static_cast<int>(gridDim.z);
-  for (int g = g_first; g < a.groups; g += g_step) {
+  const ZSlice zs = z_slice(a, partial, k_chunk);
+  const int k_begin = zs.k_begin, k_end = zs.k_end;
+  for (int g = zs.g_first; g < a.groups; g += zs.g_step) {
     const __half* xg = x + (static_cast<int64_t>(ab) * a.c + g * a.cg) * hw;
     const __half* wg = w + static_cast<int64_t>(g) * a.kg * a.K;
     for (int nt = blockIdx.y; nt < n_tiles; nt += gridDim.y) {
@@ -465,12 +482,7 @@ __global__ void __launch_bounds__(tc::kThreads)
           continue;
         }
         const int b = m / a.ohw;
-        const int p = m - b * a.ohw;
-        const int co = g * a.kg + nn;
-        const int off = (b * a.k + co) * a.ohw + p;
-        const float bv = bias ? cuda::ld(bias + co) : 0.f;
-        const float rv = residual ? cuda::ld(residual + off) : 0.f;
-        cuda::st(y + off, cuda::epilogue_call(v, bv, rv, e));
+        store_output(a, b, m - b * a.ohw, g * a.kg + nn, v, bias, residual, y, e);
       }
       __syncthreads();  // before the next tile's stores overwrite Cs
     }
