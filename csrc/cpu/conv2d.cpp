@@ -24,6 +24,7 @@
 #include <cstring>
 
 #include "cpu/sgemm.h"
+#include "cpu/vec_lanes.h"
 #include "epilogue.h"
 #include "ops.h"
 
@@ -228,10 +229,8 @@ void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* 
           const v8f a = *reinterpret_cast<const v8fu*>(srow + ix);
           const v8f b = *reinterpret_cast<const v8fu*>(srow + ix + 8);
           const int64_t pc = ix + s.pad_l;  // padded column of srow[ix]
-          *reinterpret_cast<v8fu*>(drow + (pc % 2) * g.phase + pc / 2) =
-              __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
-          *reinterpret_cast<v8fu*>(drow + ((pc + 1) % 2) * g.phase + (pc + 1) / 2) =
-              __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+          *reinterpret_cast<v8fu*>(drow + (pc % 2) * g.phase + pc / 2) = cpu::even_lanes(a, b);
+          *reinterpret_cast<v8fu*>(drow + ((pc + 1) % 2) * g.phase + (pc + 1) / 2) = cpu::odd_lanes(a, b);
         }
       int64_t px = (ix + s.pad_l) % sw, col = (ix + s.pad_l) / sw;
       for (; ix < s.w; ++ix) {
@@ -366,7 +365,7 @@ void conv_strided_pointwise(const Conv2dShape& s, const float* x, const float* p
         for (; ox + 8 <= ow && 2 * ox + 16 <= s.w; ox += 8) {
           const v8f lo = *reinterpret_cast<const v8fu*>(src + 2 * ox);
           const v8f hi = *reinterpret_cast<const v8fu*>(src + 2 * ox + 8);
-          *reinterpret_cast<v8fu*>(dst + ox) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+          *reinterpret_cast<v8fu*>(dst + ox) = cpu::even_lanes(lo, hi);
         }
       for (; ox < ow; ++ox) dst[ox] = src[ox * sw];
     }
@@ -931,8 +930,8 @@ inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const 
     const float* p = src + 2 * jj - pl;
     const v8f lo = *reinterpret_cast<const v8fu*>(p);
     const v8f hi = *reinterpret_cast<const v8fu*>(p + 8);
-    *reinterpret_cast<v8fu*>(e + jj) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-    *reinterpret_cast<v8fu*>(o + jj) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+    *reinterpret_cast<v8fu*>(e + jj) = cpu::even_lanes(lo, hi);
+    *reinterpret_cast<v8fu*>(o + jj) = cpu::odd_lanes(lo, hi);
   };
 #if EV_SGEMM_AVX512
   // 32 input floats -> 16 even + 16 odd columns per pair of permutes while a whole one fits.
@@ -941,10 +940,8 @@ inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const 
     const float* p = src + 2 * j - pl;
     const dvf lo = *reinterpret_cast<const dvfu*>(p);
     const dvf hi = *reinterpret_cast<const dvfu*>(p + 16);
-    *reinterpret_cast<dvfu*>(e + j) =
-        __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    *reinterpret_cast<dvfu*>(o + j) =
-        __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    *reinterpret_cast<dvfu*>(e + j) = cpu::even_lanes(lo, hi);
+    *reinterpret_cast<dvfu*>(o + j) = cpu::odd_lanes(lo, hi);
   }
 #endif
   if (jlast >= j0) {

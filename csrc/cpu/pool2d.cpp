@@ -18,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/vec_lanes.h"
 #include "ops.h"
 
 namespace ev {
@@ -137,10 +138,10 @@ void max_pool2x2(const Pool2dShape& s, const float* x, float* y) {
         const v8f a1 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox + 8);
         const v8f b0 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox);
         const v8f b1 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox + 8);
-        v8f m = __builtin_shufflevector(a0, a1, 0, 2, 4, 6, 8, 10, 12, 14);
-        m = max_nan8(m, __builtin_shufflevector(a0, a1, 1, 3, 5, 7, 9, 11, 13, 15));
-        m = max_nan8(m, __builtin_shufflevector(b0, b1, 0, 2, 4, 6, 8, 10, 12, 14));
-        m = max_nan8(m, __builtin_shufflevector(b0, b1, 1, 3, 5, 7, 9, 11, 13, 15));
+        v8f m = cpu::even_lanes(a0, a1);
+        m = max_nan8(m, cpu::odd_lanes(a0, a1));
+        m = max_nan8(m, cpu::even_lanes(b0, b1));
+        m = max_nan8(m, cpu::odd_lanes(b0, b1));
         *reinterpret_cast<v8f_u*>(yr + ox) = m;
       };
       const auto chunk4 = [&](int64_t ox) {
@@ -250,21 +251,14 @@ void max_pool_row(const Pool2dShape& s, const PoolRowGeom& g, const float* xp, i
     for (; 2 * i + 2 * kW <= g.tlen; i += kW) {
       const vw lo = *reinterpret_cast<const vw_u*>(t + 2 * i);
       const vw hi = *reinterpret_cast<const vw_u*>(t + 2 * i + kW);
-#if defined(__AVX512F__)
-      *reinterpret_cast<vw_u*>(ev + i) =
-          __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-      *reinterpret_cast<vw_u*>(od + i) =
-          __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-#else
-      *reinterpret_cast<vw_u*>(ev + i) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-      *reinterpret_cast<vw_u*>(od + i) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
-#endif
+      *reinterpret_cast<vw_u*>(ev + i) = cpu::even_lanes(lo, hi);
+      *reinterpret_cast<vw_u*>(od + i) = cpu::odd_lanes(lo, hi);
     }
     for (; kW > 8 && 2 * i + 16 <= g.tlen; i += 8) {
       const v8f lo = *reinterpret_cast<const v8f_u*>(t + 2 * i);
       const v8f hi = *reinterpret_cast<const v8f_u*>(t + 2 * i + 8);
-      *reinterpret_cast<v8f_u*>(ev + i) = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
-      *reinterpret_cast<v8f_u*>(od + i) = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+      *reinterpret_cast<v8f_u*>(ev + i) = cpu::even_lanes(lo, hi);
+      *reinterpret_cast<v8f_u*>(od + i) = cpu::odd_lanes(lo, hi);
     }
     for (; i < g.plen; ++i) {
       ev[i] = t[2 * i];
