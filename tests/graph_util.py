@@ -143,6 +143,10 @@ def run_spec_reference(spec, inputs):
         if op == "conv2d":
             ops.conv2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"], dilation=at["dilation"],
                        groups=at["groups"], residual=xs[3], residual_after_act=at["residual_after_act"], out=y, **act)
+        elif op == "conv2d_dw_pw":
+            mid = ops.conv2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"], dilation=at["dilation"],
+                             groups=xs[0].shape[1], activation=at["dw_act"], alpha=at["dw_alpha"], beta=at["dw_beta"])
+            ops.conv2d(mid, xs[3], xs[4], residual=xs[5], residual_after_act=at["residual_after_act"], out=y, **act)
         elif op == "conv_transpose2d":
             ops.conv_transpose2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"],
                                  output_padding=at["output_padding"], dilation=at["dilation"],

@@ -9,6 +9,7 @@ from onnx import helper
 from graph_util import check_model, make_model
 from edgevision.graph import compile_spec, import_model, optimize
 from edgevision.graph.memory import Buffer, plan_arena
+from edgevision.graph.program import summarize
 
 rng = np.random.default_rng(0)
 
@@ -109,6 +110,46 @@ def test_residual_after_activation():
                     [("x", [3, 4])], {"w": r(4, 4)})
     assert ops_of(g) == ["gemm"]
     assert g.nodes[0].attrs["act"] == "relu" and g.nodes[0].attrs["residual_after_act"]
+
+
+def inverted_residual(width, stride=1, kernel=3, share_dw_output=False):
+    """MobileNetV2's block on a [1, 8, 8, width] input: 1x1 expand 8 -> 24, ReLU6, depthwise, ReLU6, 1x1 project
+    24 -> 8, + x at stride 1."""
+    pad = kernel // 2
+    nodes = [node("Conv", ["x", "we", "be"], ["e"]), node("Clip", ["e", "lo", "hi"], ["e6"]),
+             node("Conv", ["e6", "wd", "bd"], ["d"], group=24, strides=[stride] * 2, pads=[pad] * 4),
+             node("Clip", ["d", "lo", "hi"], ["d6"]), node("Conv", ["d6", "wp", "bp"], ["p"])]
+    nodes.append(node("Add", ["p", "x"], ["y"]) if stride == 1 else node("Identity", ["p"], ["y"]))
+    outputs = ["y"] + ([("d6", None)] if share_dw_output else [])
+    consts = {"we": r(24, 8, 1, 1) * 0.3, "be": r(24), "wd": r(24, 1, kernel, kernel) * 0.3, "bd": r(24),
+              "wp": r(8, 24, 1, 1) * 0.3, "bp": r(8), "lo": np.float32(0), "hi": np.float32(6)}
+    return make_model(nodes, [("x", [1, 8, 8, width])], [o if isinstance(o, tuple) else (o, None) for o in outputs],
+                      consts)
+
+
+@pytest.mark.parametrize("executor", ["plan", "reference"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_and_pointwise_fused_on_cpu(executor, stride):
+    model = inverted_residual(120, stride)
+    spec, _ = compile_spec(model)
+    steps = [(s["op"], s["attrs"].get("dw_act"), s["attrs"]["act"]) for s in spec["steps"]]
+    assert steps == [("conv2d", None, "clip"), ("conv2d_dw_pw", "clip", "none")]
+    assert (spec["steps"][1]["inputs"][5] >= 0) == (stride == 1)  # the Add became the 1x1 conv's residual
+    assert ("dw clip -> +residual" if stride == 1 else "dw clip ->") in summarize(spec)
+    check_model(model, [r(1, 8, 8, 120)], executor)
+    cuda_spec, _ = compile_spec(model, device="cuda")  # CUDA keeps the two convs
+    assert [s["op"] for s in cuda_spec["steps"]] == ["conv2d"] * 3
+
+
+@pytest.mark.parametrize("case", ["narrow", "shared", "5x5"])
+def test_depthwise_and_pointwise_not_fused(case):
+    """Not where the maps are narrow (they fit the caches as two steps), where something else reads the
+    depthwise output, or for kernels other than 3x3."""
+    model = inverted_residual(48 if case == "narrow" else 120, share_dw_output=case == "shared",
+                              kernel=5 if case == "5x5" else 3)
+    spec, _ = compile_spec(model)
+    assert "conv2d_dw_pw" not in [s["op"] for s in spec["steps"]]
+    check_model(model, [r(1, 8, 8, 48 if case == "narrow" else 120)], "plan")
 
 
 def test_matmul_to_gemm_and_bias_folding():

@@ -1,4 +1,4 @@
-"""edgevision._C.Plan, the C++ plan executor (RUNTIME_SPEC section 2), on hand-written specs.
+"""edgevision._C.Plan, the C++ plan executor (csrc/runtime/plan.h), on hand-written specs.
 
 Every op against the per-op wrappers (edgevision.ops) or numpy; aliases, in-place steps and arena
 reuse; every class of malformed spec -> ValueError naming the value or step (plus a random-mutation
@@ -148,6 +148,71 @@ def test_conv2d(rng, case, res_after_act):
                stride=list(st), pads=list(pads), dilation=list(dil), groups=g, act=act, alpha=al,
                beta=be, residual_after_act=res_after_act)
     close(y, ref)
+
+
+@pytest.mark.parametrize("case", [
+    # n, c, h, w, dw kernel, multiplier, stride, pads (t, l, b, r), dilation, pw out channels, threads
+    # The band path (3x3, stride 1 or 2, multiplier 1, 32+ output columns): several bands per thread, rows
+    # split between threads inside an image and across images, widths off the vector size, asymmetric pads,
+    # a 1x1 over more channels than one depth block.
+    (1, 64, 61, 40, 3, 1, 1, (1, 1, 1, 1), 1, 24, 2),
+    (3, 48, 97, 81, 3, 1, 2, (1, 1, 1, 1), 1, 20, 2),
+    (2, 16, 9, 70, 3, 1, 1, (0, 1, 2, 0), 1, 7, 3),
+    (1, 12, 14, 66, 3, 1, 2, (0, 0, 1, 1), 1, 9, 1),
+    (1, 400, 6, 40, 3, 1, 1, (1, 1, 1, 1), 1, 30, 2),
+    # Everything else runs the two convs in turn: 5x5, a channel multiplier, dilation, narrow outputs.
+    (1, 24, 20, 40, 5, 1, 1, (2, 2, 2, 2), 1, 16, 2),
+    (2, 8, 10, 36, 3, 2, 1, (1, 1, 1, 1), 1, 5, 2),
+    (1, 16, 12, 44, 3, 1, 1, (2, 2, 2, 2), 2, 8, 2),
+    (1, 32, 14, 14, 3, 1, 1, (1, 1, 1, 1), 1, 16, 2),
+])
+@pytest.mark.parametrize("epilogue", ["clip-res", "relu6-res-after", "none"])
+def test_conv2d_dw_pw(rng, case, epilogue):
+    """conv2d_dw_pw against the two convs it fuses (edgevision.ops' reference loops)."""
+    n, c, h, w, ks, mult, st, pads, dil, k, threads = case
+    x = rand(rng, n, c, h, w)
+    wd, bd = rand(rng, c * mult, 1, ks, ks, scale=0.3), rand(rng, c * mult)
+    wp, bp = rand(rng, k, c * mult, 1, 1, scale=0.3), rand(rng, k)
+    dw_act, act = ("clip", "hardswish") if epilogue == "clip-res" else ("relu", "clip") if epilogue != "none" else ("none", "none")
+    mid = ops.conv2d(x, wd, bd, stride=st, padding=pads, dilation=dil, groups=c, activation=dw_act,
+                     alpha=-0.5, beta=1.5, reference=True)
+    res = rand(rng, n, k, *mid.shape[2:]) if epilogue != "none" else None
+    after = epilogue == "relu6-res-after"
+    ref = ops.conv2d(mid, wp, bp, activation=act, alpha=0.0, beta=6.0, residual=res, residual_after_act=after,
+                     reference=True)
+    b = SpecBuilder(num_threads=threads)
+    ids = [b.input(x.shape), b.const(wd), b.const(bd), b.const(wp), b.const(bp)]
+    if res is not None:
+        ids.append(b.input(res.shape))
+    b.step("conv2d_dw_pw", ids, b.output(ref.shape), stride=[st, st], pads=list(pads), dilation=[dil, dil],
+           dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0, beta=6.0, residual_after_act=after)
+    plan = _C.Plan(b.spec())
+    assert plan.packed_bytes > 0  # the 1x1 weights, packed at build
+    y = np.full(ref.shape, np.nan, np.float32)
+    plan.run([x] if res is None else [x, res], [y])
+    close(y, ref)
+
+
+def test_conv2d_dw_pw_errors(rng):
+    x, wd, wp = rand(rng, 1, 8, 6, 6), rand(rng, 8, 1, 3, 3), rand(rng, 4, 8, 1, 1)
+    attrs = dict(stride=[1, 1], pads=[1, 1, 1, 1], dilation=[1, 1])
+
+    def build(wp_shape=(4, 8, 1, 1), out=(1, 4, 6, 6), device="cpu", wd_shape=(8, 1, 3, 3)):
+        b = SpecBuilder(device=device)
+        b.step("conv2d_dw_pw", [b.input(x.shape), b.const(np.zeros(wd_shape)), -1, b.const(np.zeros(wp_shape)), -1, -1],
+               b.output(out), **attrs)
+        return _C.Plan(b.spec())
+
+    build()
+    with pytest.raises(ValueError, match=r"pointwise weight .* must have shape \[4, 8, 1, 1\]"):
+        build(wp_shape=(4, 8, 3, 3))
+    with pytest.raises(ValueError, match=r"output .* must have shape \[1, 4, 6, 6\]"):
+        build(out=(1, 4, 5, 5))
+    with pytest.raises(ValueError, match=r"weight .* must have shape \[8, 1, 3, 3\]"):
+        build(wd_shape=(8, 2, 3, 3))
+    if HAS_CUDA:
+        with pytest.raises(ValueError, match="runs on the CPU only"):
+            build(device="cuda")
 
 
 @pytest.mark.parametrize("case", [
@@ -718,8 +783,8 @@ def test_cuda_device_in_cpu_build(rng):
 
 def all_ops_spec(rng):
     """A chain through most ops (strided_copy, pad, resize, pixel_shuffle, conv_transpose2d,
-    batch_norm, lrn, concat, reduce, binary, alias, matmul, avg_pool2d, global_max_pool, copy) on a
-    small input: the second base of the mutation loop."""
+    batch_norm, lrn, concat, reduce, binary, alias, matmul, avg_pool2d, global_max_pool, copy,
+    conv2d_dw_pw) on a small input: the second base of the mutation loop."""
     b = SpecBuilder()
     x = b.input([1, 4, 6, 6], "x")
     s0 = b.step("strided_copy", [x], b.arena([1, 4, 6, 6]), x_strides=[144, 36, 1, 6], x_offset=0)
@@ -742,12 +807,15 @@ def all_ops_spec(rng):
                  pads=[0, 0, 0, 0], ceil_mode=False, count_include_pad=True)
     b.step("global_max_pool", [s11], b.output([1, 4, 1, 1], "pooled"))
     b.step("copy", [s10], b.output([12], "mm"))
+    b.step("conv2d_dw_pw", [s9, b.const(rand(rng, 4, 1, 3, 3)), -1, b.const(rand(rng, 3, 4, 1, 1)), b.const(rand(rng, 3))],
+           b.output([1, 3, 5, 5], "dwpw"), stride=[2, 2], pads=[1, 1, 1, 1], dilation=[1, 1], dw_act="relu", act="none")
     return b.spec()
 
 
 def test_all_ops_chain_runs(rng):
     plan = _C.Plan(all_ops_spec(rng))
-    outs = [np.full((1, 4, 1, 1), np.nan, np.float32), np.full(12, np.nan, np.float32)]
+    outs = [np.full((1, 4, 1, 1), np.nan, np.float32), np.full(12, np.nan, np.float32),
+            np.full((1, 3, 5, 5), np.nan, np.float32)]
     plan.run([rand(rng, 1, 4, 6, 6)], outs)
     assert all(np.isfinite(o).all() for o in outs)
 

@@ -955,6 +955,71 @@ inline __attribute__((always_inline)) void dw3_fill(const Conv2dShape& s, const 
   for (int64_t k = j; k < jo1; ++k) o[k] = so[2 * k];
 }
 
+// One plane's 3x3 weights, and where in a buffered row tap q of output column ox reads: phase q % st at
+// column ox + q / st, offset 0, p1, p2 from column ox of phase 0.
+struct Dw3Taps {
+  float w[9];
+  int64_t p1, p2;
+};
+
+Dw3Taps dw3_taps(const Dw3Geom& g, int64_t st, const float* wk) {
+  Dw3Taps t;
+  for (int i = 0; i < 9; ++i) t.w[i] = wk[i];
+  t.p1 = st == 1 ? 1 : g.pitch;
+  t.p2 = st == 1 ? 2 : 1;
+  return t;
+}
+
+// One output row from padded rows r0, r1, r2: out[ox] for ox < ow, plus up to DV - 1 floats past them
+// (a caller that packs rows at pitch ow lets the next row overwrite them).
+inline __attribute__((always_inline)) void dw3_row(const Dw3Taps& t, int64_t ow, const float* r0,
+                                                   const float* r1, const float* r2, float* out) {
+  for (int64_t ox = 0; ox < ow; ox += DV) {
+    const auto ld = [&](const float* r, int64_t off) -> dvf {
+      return *reinterpret_cast<const dvfu*>(r + off + ox);
+    };
+    dvf a = ld(r0, 0) * t.w[0] + ld(r0, t.p1) * t.w[1] + ld(r0, t.p2) * t.w[2];
+    a += ld(r1, 0) * t.w[3] + ld(r1, t.p1) * t.w[4] + ld(r1, t.p2) * t.w[5];
+    a += ld(r2, 0) * t.w[6] + ld(r2, t.p1) * t.w[7] + ld(r2, t.p2) * t.w[8];
+    *reinterpret_cast<dvfu*>(out + ox) = a;
+  }
+}
+
+// Output rows [oy0, oy1) of one plane whose padded rows are all buffered, padded row oy0 * st at rb
+// and the next ones g.row apart, into out packed at pitch ow (spilling up to DV - 1 floats past the
+// last row). Two output rows per pass share the input rows between them; their columns go right to
+// left so the first row's spill into the second row's start is overwritten.
+inline __attribute__((always_inline)) void dw3_buffered_rows(const Dw3Geom& g, const Dw3Taps& t,
+                                                             int64_t ow, int64_t st, const float* rb,
+                                                             int64_t oy0, int64_t oy1, float* out) {
+  int64_t oy = oy0;
+  for (; oy + 2 <= oy1; oy += 2) {
+    const float* r0 = rb + (oy - oy0) * st * g.row;
+    const float *r1 = r0 + g.row, *r2 = r1 + g.row, *r3 = r2 + g.row;
+    const float* r4 = r3 + g.row;
+    const float *q0 = st == 1 ? r1 : r2, *q1 = st == 1 ? r2 : r3, *q2 = st == 1 ? r3 : r4;
+    float* arow = out + (oy - oy0) * ow;
+    for (int64_t ox = (ow - 1) / DV * DV; ox >= 0; ox -= DV) {
+      const auto ld = [&](const float* r, int64_t off) -> dvf {
+        return *reinterpret_cast<const dvfu*>(r + off + ox);
+      };
+      const float* w = t.w;
+      dvf a = ld(r0, 0) * w[0] + ld(r0, t.p1) * w[1] + ld(r0, t.p2) * w[2];
+      dvf c = ld(q0, 0) * w[0] + ld(q0, t.p1) * w[1] + ld(q0, t.p2) * w[2];
+      a += ld(r1, 0) * w[3] + ld(r1, t.p1) * w[4] + ld(r1, t.p2) * w[5];
+      c += ld(q1, 0) * w[3] + ld(q1, t.p1) * w[4] + ld(q1, t.p2) * w[5];
+      a += ld(r2, 0) * w[6] + ld(r2, t.p1) * w[7] + ld(r2, t.p2) * w[8];
+      c += ld(q2, 0) * w[6] + ld(q2, t.p1) * w[7] + ld(q2, t.p2) * w[8];
+      *reinterpret_cast<dvfu*>(arow + ox) = a;
+      *reinterpret_cast<dvfu*>(arow + ow + ox) = c;
+    }
+  }
+  if (oy < oy1) {
+    const float* r0 = rb + (oy - oy0) * st * g.row;
+    dw3_row(t, ow, r0, r0 + g.row, r0 + 2 * g.row, out + (oy - oy0) * ow);
+  }
+}
+
 void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float* bias,
               const float* res, float* y, const Epilogue& e, void* ws) {
   const int64_t oh = s.out_h(), ow = s.out_w(), mult = s.k / s.c, st = s.stride_h;
@@ -962,8 +1027,6 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
   const int64_t per = dw3_thread_floats(s);
   float* base = sgemm::align64(ws);
   const sgemm::StoreFn store = sgemm::pick_store(e.act);
-  // Tap q of output column ox reads phase q % st at column ox + q / st.
-  const int64_t p1 = (st == 1) ? 1 : g.pitch, p2 = (st == 1) ? 2 : 1;
   const int64_t planes = s.n * s.c;
   const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), planes));
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -984,43 +1047,17 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
           dw3_fill(s, g, ow, src + iy * s.w, zero + (iy + s.pad_t) * g.row);
       for (int64_t m = 0; m < mult; ++m) {
         const int64_t oc = ci * mult + m;
-        const float* wk = w + oc * 9;
-        const float w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5],
-                    w6 = wk[6], w7 = wk[7], w8 = wk[8];
+        const Dw3Taps t = dw3_taps(g, st, w + oc * 9);
         const int64_t o = (b * s.k + oc) * oh * ow;
         int64_t next = 0;   // first padded row not yet in the ring
         int64_t slot0 = 0;  // (oy * st) % 3
         for (int64_t oy0 = 0; oy0 < oh; oy0 += g.blk) {
           const int64_t oy1 = std::min(oh, oy0 + g.blk);
-          int64_t oy = oy0;
-          // Whole mode: two output rows per pass share the input rows between them. Columns go
-          // right to left so the first row's spill into the second row's start is overwritten.
-          if (g.whole)
-            for (; oy + 2 <= oy1; oy += 2) {
-              const float* r0 = zero + oy * st * g.row;
-              const float *r1 = r0 + g.row, *r2 = r1 + g.row, *r3 = r2 + g.row;
-              const float* r4 = r3 + g.row;
-              const float *q0 = st == 1 ? r1 : r2, *q1 = st == 1 ? r2 : r3, *q2 = st == 1 ? r3 : r4;
-              float* arow = acc + (oy - oy0) * ow;
-              for (int64_t ox = (ow - 1) / DV * DV; ox >= 0; ox -= DV) {
-                const auto ld = [&](const float* r, int64_t off) -> dvf {
-                  return *reinterpret_cast<const dvfu*>(r + off + ox);
-                };
-                dvf a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
-                dvf c = ld(q0, 0) * w0 + ld(q0, p1) * w1 + ld(q0, p2) * w2;
-                a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
-                c += ld(q1, 0) * w3 + ld(q1, p1) * w4 + ld(q1, p2) * w5;
-                a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
-                c += ld(q2, 0) * w6 + ld(q2, p1) * w7 + ld(q2, p2) * w8;
-                *reinterpret_cast<dvfu*>(arow + ox) = a;
-                *reinterpret_cast<dvfu*>(arow + ow + ox) = c;
-              }
-            }
-          for (; oy < oy1; ++oy) {
-            const float* rows[3];
-            if (g.whole) {
-              for (int r = 0; r < 3; ++r) rows[r] = zero + (oy * st + r) * g.row;
-            } else {
+          if (g.whole) {
+            dw3_buffered_rows(g, t, ow, st, zero + oy0 * st * g.row, oy0, oy1, acc);
+          } else {
+            for (int64_t oy = oy0; oy < oy1; ++oy) {
+              const float* rows[3];
               for (int r = 0; r < 3; ++r) {
                 const int64_t pr = oy * st + r, iy = pr - s.pad_t;
                 if (iy < 0 || iy >= s.h) {
@@ -1036,19 +1073,7 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
               next = oy * st + 3;
               slot0 += st;
               if (slot0 >= 3) slot0 -= 3;
-            }
-            const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
-            // Rows are packed at pitch ow: a vector's lanes past ow spill into the next row's
-            // start, which that row overwrites.
-            float* arow = acc + (oy - oy0) * ow;
-            for (int64_t ox = 0; ox < ow; ox += DV) {
-              const auto ld = [&](const float* r, int64_t off) -> dvf {
-                return *reinterpret_cast<const dvfu*>(r + off + ox);
-              };
-              dvf a = ld(r0, 0) * w0 + ld(r0, p1) * w1 + ld(r0, p2) * w2;
-              a += ld(r1, 0) * w3 + ld(r1, p1) * w4 + ld(r1, p2) * w5;
-              a += ld(r2, 0) * w6 + ld(r2, p1) * w7 + ld(r2, p2) * w8;
-              *reinterpret_cast<dvfu*>(arow + ox) = a;
+              dw3_row(t, ow, rows[0], rows[1], rows[2], acc + (oy - oy0) * ow);
             }
           }
           const int64_t oo = o + oy0 * ow;
@@ -1056,6 +1081,94 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
                 bias ? bias + oc : nullptr, nullptr, 1.f, e);
         }
       }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A depthwise 3x3 conv and the 1x1 conv that reads its output, as one step (the depthwise ->
+// projection of MobileNet's and EfficientNet's inverted-residual blocks). As two steps the depthwise
+// output (MobileNetV2: 144 x 56 x 56 floats, 1.8 MB) goes out past L2 and is read back, and the two
+// convs split it differently between the threads (planes, then pixels), so half of it crosses cores.
+// Here each thread takes a range of output rows and works through it in bands: the depthwise output
+// of every channel for the band's rows goes into a tile that stays in L2 (BandGeom), and the 1x1
+// conv's GEMM (one thread's run_tile_range) reads it from there. The depthwise input rows a thread
+// reads are then mostly the ones the conv before it (split over pixels) wrote on the same core.
+// ---------------------------------------------------------------------------------------------
+bool dw_pw_band(const Conv2dShape& dw, const Conv2dShape& pw) {
+  return kernel_fits(dw) && dw.k == dw.c && dw3_fast(dw) && !dw_cblock(dw) && pw.groups == 1;
+}
+
+struct BandGeom {
+  Dw3Geom g;        // the depthwise rows of one band (whole mode: every padded row it reads buffered)
+  int64_t rows;     // output rows per band
+  int64_t tile;     // floats of the depthwise output tile: c x rows x ow, + a vector of spill
+  int64_t per;      // floats of one thread's scratch: row buffers, tile, GEMM scratch
+};
+
+BandGeom band_geom(const Conv2dShape& dw, const Conv2dShape& pw) {
+  BandGeom b;
+  const int64_t ow = dw.out_w();
+  // About 256 KB of depthwise output per band: in L2 with the rows it came from and the GEMM's packed B.
+  b.rows = std::max<int64_t>(1, std::min(dw.out_h(), 65536 / (dw.c * ow)));
+  Dw3Geom& g = b.g;
+  g.pitch = sgemm::round_up(ow, DV) + DV;
+  g.row = dw.stride_w * g.pitch;
+  g.need = (b.rows - 1) * dw.stride_h + 3;
+  g.whole = true;
+  g.buf = g.need * g.row;
+  b.tile = sgemm::round_up(dw.c * b.rows * ow + DV, 16);
+  b.per = sgemm::round_up(g.buf, 16) + b.tile + sgemm::thread_scratch_floats(pw.k, pw.c);
+  return b;
+}
+
+void conv_dw_pw_band(const Conv2dShape& dw, const Conv2dShape& pw, const float* x, const float* wdw,
+                     const float* bdw, const Epilogue& edw, const float* wpw, const float* bpw,
+                     const float* res, float* y, const Epilogue& epw, void* ws) {
+  const BandGeom bg = band_geom(dw, pw);
+  const Dw3Geom& g = bg.g;
+  const int64_t oh = dw.out_h(), ow = dw.out_w(), ohw = oh * ow, st = dw.stride_h, c = dw.c;
+  const sgemm::StoreFn store = sgemm::pick_store(edw.act);
+  const sgemm::AView av{wpw, 0, 0, true};
+  float* base = sgemm::align64(ws);
+  const int64_t total = dw.n * oh;  // output rows of the whole batch, split evenly between threads
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), total));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num();
+    float* rb = base + t * bg.per;  // padded row oy0 * st + i of the band at rb + i * g.row
+    float* tile = rb + sgemm::round_up(g.buf, 16);
+    float* gemm_scratch = tile + bg.tile;
+    std::memset(rb, 0, g.buf * sizeof(float));
+    const int64_t r0 = total * t / threads, r1 = total * (t + 1) / threads;
+    for (int64_t r = r0; r < r1;) {
+      const int64_t b = r / oh, oy0 = r % oh;
+      // The rows left in this image, in equal bands of at most bg.rows (14 rows as 12 + 2 left the
+      // GEMM a 2-row band).
+      const int64_t left = std::min(r1, (b + 1) * oh) - r, nb = (left + bg.rows - 1) / bg.rows;
+      const int64_t oy1 = oy0 + (left + nb - 1) / nb;
+      const int64_t bp = (oy1 - oy0) * ow;
+      // Padded rows outside the image: zero rows (a buffer row may hold an earlier band's data).
+      const int64_t pr0 = oy0 * st, need = (oy1 - oy0 - 1) * st + 3;
+      const int64_t iy0 = std::max<int64_t>(0, pr0 - dw.pad_t);
+      const int64_t iy1 = std::min<int64_t>(dw.h, pr0 + need - dw.pad_t);
+      for (int64_t i = 0; i < need; ++i) {
+        const int64_t iy = pr0 + i - dw.pad_t;
+        if (iy < iy0 || iy >= iy1) std::memset(rb + i * g.row, 0, g.row * sizeof(float));
+      }
+      for (int64_t ci = 0; ci < c; ++ci) {
+        const float* src = x + (b * c + ci) * dw.h * dw.w;
+        for (int64_t iy = iy0; iy < iy1; ++iy)
+          dw3_fill(dw, g, ow, src + iy * dw.w, rb + (iy + dw.pad_t - pr0) * g.row);
+        float* out = tile + ci * bp;
+        dw3_buffered_rows(g, dw3_taps(g, st, wdw + ci * 9), ow, st, rb, oy0, oy1, out);
+        store(out, 1, static_cast<int>(bp), out, 0, nullptr, bdw ? bdw + ci : nullptr, nullptr, 1.f, edw);
+      }
+      const int64_t o = b * pw.k * ohw + oy0 * ow;
+      const PointwisePackB pb{tile, c, bp, 0};
+      const sgemm::CView cv{y + o, ohw, bp, bp, 0, bpw, true, res ? res + o : nullptr, 1.f, epw};
+      sgemm::run_tile_range(pw.k, c, av, pb, cv, 0, pw.k, 0, bp, gemm_scratch);
+      r += oy1 - oy0;
     }
   }
 }
@@ -1435,6 +1548,33 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_winograd(s, x, packed, bias, residual, y, e, workspace);
   else
     conv_padded(s, x, packed, bias, residual, y, e, workspace);
+}
+
+size_t conv2d_dw_pw_cpu_workspace(const Conv2dShape& dw, const Conv2dShape& pw, bool prepacked) {
+  const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_cpu_packed_floats(pw), 16) * sizeof(float);
+  if (dw_pw_band(dw, pw))
+    return static_cast<size_t>(band_geom(dw, pw).per) * omp_get_max_threads() * sizeof(float) + 64 + own;
+  const size_t mid = sgemm::round_up(dw.n * dw.k * dw.out_h() * dw.out_w(), 16) * sizeof(float) + 64;
+  return own + mid + std::max(conv2d_cpu_workspace(dw), conv2d_cpu_workspace(pw, true));
+}
+
+void conv2d_dw_pw_cpu(const Conv2dShape& dw, const Conv2dShape& pw, const float* x, const float* w_dw,
+                      const float* b_dw, const Epilogue& e_dw, const float* w_pw, const float* b_pw,
+                      const float* residual, float* y, const Epilogue& e_pw, void* workspace,
+                      const float* packed) {
+  if (!packed) {  // pack into the front of the workspace
+    float* p = sgemm::align64(workspace);
+    conv2d_cpu_pack(pw, w_pw, p);
+    packed = p;
+    workspace = p + sgemm::round_up(conv2d_cpu_packed_floats(pw), 16);
+  }
+  if (dw_pw_band(dw, pw))
+    return conv_dw_pw_band(dw, pw, x, w_dw, b_dw, e_dw, packed, b_pw, residual, y, e_pw, workspace);
+  // Any other depthwise conv: the two convs one after the other, through the workspace.
+  float* mid = sgemm::align64(workspace);
+  void* rest = mid + sgemm::round_up(dw.n * dw.k * dw.out_h() * dw.out_w(), 16);
+  conv2d_cpu(dw, x, w_dw, b_dw, nullptr, mid, e_dw, rest);
+  conv2d_cpu(pw, mid, w_pw, b_pw, residual, y, e_pw, rest, packed);
 }
 
 }  // namespace ev

@@ -33,13 +33,14 @@ constexpr int kArena = 0, kConstants = 1, kFirstIO = 2;
 enum class Op : int {
   Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool, GlobalMaxPool, Gemm, MatMul,
   PixelShuffle, Resize, Softmax, Binary, Activation, BatchNorm, Concat, StridedCopy, Pad, Lrn,
-  Reduce, Copy,
+  Reduce, Copy, Conv2dDwPw,
 };
 
 struct OpInfo {
   const char* name;
   Op op;
   int min_inputs, max_inputs;  // max -1: unbounded
+  unsigned optional = 0;       // bit i: input i < min_inputs may still be -1 (absent)
 };
 constexpr OpInfo kOps[] = {
     {"conv2d", Op::Conv2d, 2, 4},          {"conv_transpose2d", Op::ConvTranspose2d, 2, 3},
@@ -52,6 +53,7 @@ constexpr OpInfo kOps[] = {
     {"concat", Op::Concat, 1, -1},         {"strided_copy", Op::StridedCopy, 1, 1},
     {"pad", Op::Pad, 1, 1},                {"lrn", Op::Lrn, 1, 1},
     {"reduce", Op::Reduce, 1, 1},          {"copy", Op::Copy, 1, 1},
+    {"conv2d_dw_pw", Op::Conv2dDwPw, 4, 6, 1u << 2},  // x, dw weight, [dw bias], pw weight
 };
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -85,6 +87,13 @@ struct MatMulShape {
   int64_t count = 1;
 };
 
+// conv2d_dw_pw: the depthwise conv, its epilogue, and the 1x1 conv that reads it (whose epilogue is
+// the step's).
+struct DwPwShape {
+  Conv2dShape dw, pw;
+  Epilogue dw_epi;
+};
+
 struct ConcatData {
   int64_t outer = 1, inner = 1;
   std::vector<int64_t> sizes;
@@ -101,7 +110,7 @@ struct Step {
   int64_t packed = -1;  // CPU conv2d / gemm with constant weights in the kernels' layout: floats into host_packed
   std::variant<std::monostate, Conv2dShape, ConvTranspose2dShape, Pool2dShape, GlobalPoolShape,
                GemmShape, MatMulShape, PixelShuffleShape, ResizeShape, SoftmaxShape, BinaryShape,
-               BatchNormShape, ConcatData, StridedCopyShape, PadShape, LrnShape, ReduceShape>
+               BatchNormShape, ConcatData, StridedCopyShape, PadShape, LrnShape, ReduceShape, DwPwShape>
       shape;
 };
 
@@ -342,10 +351,11 @@ class StepBuilder {
     }
     for (int i = 0; i < nin; ++i) {
       const int64_t id = s_.inputs[i];
-      if (id == -1 && i >= info->min_inputs) continue;
+      const bool optional = i >= info->min_inputs || (info->optional >> i & 1u);
+      if (id == -1 && optional) continue;
       if (id < 0 || id >= static_cast<int64_t>(vals_.size()))
         fail("input ", i, " is value ", id, "; expected a value id in [0, ", vals_.size(), ")",
-             i >= info->min_inputs ? " or -1" : "");
+             optional ? " or -1" : "");
     }
     if (s_.outputs.size() != 1) fail("has ", s_.outputs.size(), " outputs; every op has exactly 1");
     const int64_t yid = s_.outputs[0];
@@ -495,15 +505,19 @@ class StepBuilder {
   }
   // gemm names them act_alpha / act_beta (as edgevision.ops.gemm does): its "alpha" is the scale.
   Epilogue get_epilogue(const char* alpha_key = "alpha", const char* beta_key = "beta") {
+    Epilogue e = get_act("act", alpha_key, beta_key);
+    e.residual_after_act = get_bool("residual_after_act", false);
+    return e;
+  }
+  Epilogue get_act(const char* act_key, const char* alpha_key, const char* beta_key) {
     Epilogue e;
     // Same order as enum Act.
-    e.act = static_cast<Act>(get_choice("act", {"none", "relu", "leaky_relu", "clip", "sigmoid", "tanh",
+    e.act = static_cast<Act>(get_choice(act_key, {"none", "relu", "leaky_relu", "clip", "sigmoid", "tanh",
                                                 "silu", "hardswish", "gelu", "hardsigmoid"}, 0));
     const bool uses_alpha = e.act == Act::LeakyReLU || e.act == Act::Clip || e.act == Act::HardSigmoid;
     const bool uses_beta = e.act == Act::Clip || e.act == Act::HardSigmoid;
     e.alpha = static_cast<float>(get_float(alpha_key, uses_alpha ? std::optional<double>() : 0.0));
     e.beta = static_cast<float>(get_float(beta_key, uses_beta ? std::optional<double>() : 0.0));
-    e.residual_after_act = get_bool("residual_after_act", false);
     return e;
   }
 
@@ -530,34 +544,63 @@ class StepBuilder {
       case Op::Lrn: return lrn();
       case Op::Reduce: return reduce();
       case Op::Copy: return copy();
+      case Op::Conv2dDwPw: return conv2d_dw_pw();
     }
   }
 
-  void conv2d() {
+  // The conv2d of x (input 0) and weight (input w) with the attrs stride, pads, dilation and groups
+  // (groups: the input channels when not given), checked against the weight's shape.
+  Conv2dShape conv_shape(int w, bool depthwise) {
     rank(0, "x", 4);
-    rank(1, "weight", 4);
+    rank(w, "weight", 4);
     const auto st = get_ints("stride", 2, 1, kMaxDim);
     const auto pads = get_ints("pads", 4, 0, kMaxDim);
     const auto dil = get_ints("dilation", 2, 1, kMaxDim);
     Conv2dShape s;
-    s.groups = get_int("groups", 1, kMaxDim);
     s.n = x(0)[0], s.c = x(0)[1], s.h = x(0)[2], s.w = x(0)[3];
-    s.k = x(1)[0], s.r = x(1)[2], s.s = x(1)[3];
+    s.groups = depthwise ? s.c : get_int("groups", 1, kMaxDim);
+    s.k = x(w)[0], s.r = x(w)[2], s.s = x(w)[3];
     s.stride_h = st[0], s.stride_w = st[1];
     s.pad_t = pads[0], s.pad_l = pads[1], s.pad_b = pads[2], s.pad_r = pads[3];
     s.dil_h = dil[0], s.dil_w = dil[1];
     if (s.c % s.groups != 0 || s.k % s.groups != 0)
       fail("groups=", s.groups, " must divide the input channels (", s.c, ") and the output channels (",
            s.k, ")");
-    expect(1, "weight", {s.k, s.c / s.groups, s.r, s.s});
+    expect(w, "weight", {s.k, s.c / s.groups, s.r, s.s});
     if (s.out_h() < 1 || s.out_w() < 1)
-      fail("the padded input ", shape_str(x(0)), " is smaller than the dilated kernel ", shape_str(x(1)));
+      fail("the padded input ", shape_str(x(0)), " is smaller than the dilated kernel ", shape_str(x(w)));
+    return s;
+  }
+
+  void conv2d() {
+    const Conv2dShape s = conv_shape(1, false);
     const std::vector<int64_t> ys{s.n, s.k, s.out_h(), s.out_w()};
     expect_out(ys);
     if (present(2)) expect(2, "bias", {s.k});
     if (present(3)) expect(3, "residual", ys);
     step_.epi = get_epilogue();
     step_.shape = s;
+  }
+
+  // Inputs x, dw weight, dw bias, pw weight, pw bias, residual; the depthwise's attrs are conv2d's
+  // (groups: its input channels) with its epilogue as dw_act / dw_alpha / dw_beta, the 1x1 conv's
+  // epilogue takes the usual names.
+  void conv2d_dw_pw() {
+    DwPwShape d;
+    d.dw = conv_shape(1, true);
+    if (spec_.device != "cpu") fail("runs on the CPU only (on CUDA, run the two conv2d steps)");
+    if (present(2)) expect(2, "depthwise bias", {d.dw.k});
+    d.dw_epi = get_act("dw_act", "dw_alpha", "dw_beta");
+    rank(3, "pointwise weight", 4);
+    Conv2dShape& p = d.pw;
+    p.n = d.dw.n, p.c = d.dw.k, p.h = d.dw.out_h(), p.w = d.dw.out_w(), p.k = x(3)[0];
+    expect(3, "pointwise weight", {p.k, p.c, 1, 1});
+    const std::vector<int64_t> ys{p.n, p.k, p.h, p.w};
+    expect_out(ys);
+    if (present(4)) expect(4, "pointwise bias", {p.k});
+    if (present(5)) expect(5, "residual", ys);
+    step_.epi = get_epilogue();
+    step_.shape = d;
   }
 
   void conv_transpose2d() {
@@ -1068,20 +1111,27 @@ T* at(char* const* bases, const Ref& r) {
   return r.region < 0 ? nullptr : reinterpret_cast<T*>(bases[r.region] + r.offset);
 }
 
-// Floats of a CPU step's second input (conv weights, gemm B) in its kernel's own layout; 0: the kernel reads it
-// as given.
+// The input that a CPU step reads in its kernel's own layout: conv weights, gemm B, conv2d_dw_pw's 1x1 weights.
+int packed_input(const Step& s) { return s.op == Op::Conv2dDwPw ? 3 : 1; }
+
+// Floats of that input in the kernel's layout; 0: the kernel reads it as given.
 int64_t packed_floats(const Step& s) {
   if (s.op == Op::Conv2d) return conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape));
+  if (s.op == Op::Conv2dDwPw) return conv2d_cpu_packed_floats(std::get<DwPwShape>(s.shape).pw);
   if (s.op == Op::Gemm) return gemm_cpu_packed_b_floats(std::get<GemmShape>(s.shape));
   return 0;
 }
 
 // A CPU conv or gemm whose weights are a constant gets them packed once, at build (weights computed at run
 // time are packed by every call, conv weights into the workspace).
-bool prepacks(const Step& s) { return s.in.size() > 1 && s.in[1].region == kConstants && packed_floats(s) > 0; }
+bool prepacks(const Step& s) {
+  const size_t i = static_cast<size_t>(packed_input(s));
+  return s.in.size() > i && s.in[i].region == kConstants && packed_floats(s) > 0;
+}
 
 void pack(const Step& s, const float* w, float* dst) {
   if (s.op == Op::Conv2d) conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), w, dst);
+  else if (s.op == Op::Conv2dDwPw) conv2d_cpu_pack(std::get<DwPwShape>(s.shape).pw, w, dst);
   else gemm_cpu_pack_b(std::get<GemmShape>(s.shape), w, dst);
 }
 
@@ -1099,6 +1149,8 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
 #endif
       } else if (auto* c = std::get_if<Conv2dShape>(&s.shape)) {
         ws = std::max(ws, conv2d_cpu_workspace(*c, prepacks(s)));
+      } else if (auto* d = std::get_if<DwPwShape>(&s.shape)) {
+        ws = std::max(ws, conv2d_dw_pw_cpu_workspace(d->dw, d->pw, prepacks(s)));
       } else if (auto* t = std::get_if<ConvTranspose2dShape>(&s.shape)) {
         ws = std::max(ws, conv_transpose2d_cpu_workspace(*t));
       } else if (auto* g = std::get_if<GemmShape>(&s.shape)) {
@@ -1134,7 +1186,8 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     for (Step& s : steps) {
       const bool packs = prepacks(s);
       for (size_t i = 0; i < s.in.size(); ++i)
-        if (s.in[i].region == kConstants && !(packs && i == 1)) needed[owner(s.in[i].offset)] = 1;
+        if (s.in[i].region == kConstants && !(packs && static_cast<int>(i) == packed_input(s)))
+          needed[owner(s.in[i].offset)] = 1;
       if (packs) {
         s.packed = floats;
         floats += round_up(packed_floats(s), 16);
@@ -1151,7 +1204,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     packed_bytes = floats * static_cast<int64_t>(sizeof(float));
     host_packed = host_alloc(packed_bytes);
     for (Step& s : steps)
-      if (s.packed >= 0) pack(s, source(s.in[1]), static_cast<float*>(host_packed.get()) + s.packed);
+      if (s.packed >= 0) pack(s, source(s.in[packed_input(s)]), static_cast<float*>(host_packed.get()) + s.packed);
     return;
   }
 #ifdef EV_WITH_CUDA
@@ -1279,6 +1332,12 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
     case Op::Lrn: lrn_cpu(std::get<LrnShape>(s.shape), in(0), y); break;
     case Op::Reduce: reduce_cpu(std::get<ReduceShape>(s.shape), in(0), y); break;
     case Op::Copy: std::memcpy(y, in(0), static_cast<size_t>(s.numel)); break;
+    case Op::Conv2dDwPw: {
+      const DwPwShape& d = std::get<DwPwShape>(s.shape);
+      conv2d_dw_pw_cpu(d.dw, d.pw, in(0), in(1), in(2), d.dw_epi, in(3), in(4), in(5), y, s.epi, ws,
+                       s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
+      break;
+    }
   }
 }
 
@@ -1357,6 +1416,7 @@ void Plan::Impl::exec_cuda(Step& s, Stream st) {
     case Op::Lrn: lrn_cuda(std::get<LrnShape>(s.shape), dt, in(0), y, st); break;
     case Op::Reduce: reduce_cuda(std::get<ReduceShape>(s.shape), dt, in(0), y, st); break;
     case Op::Copy: plan_cuda::copy_async(y, in(0), static_cast<size_t>(s.numel), st); break;
+    case Op::Conv2dDwPw: break;  // CPU only: the step builder rejects it on CUDA
   }
 }
 

@@ -1,5 +1,5 @@
 // The plan executor behind edgevision._C.Plan: a compiled graph (the "spec" that edgevision.graph
-// builds, RUNTIME_SPEC.md section 2) validated once at construction and then run as one tight loop
+// builds) validated once at construction and then run as one tight loop
 // of kernel calls, with every buffer planned ahead.
 //
 // Spec (plan_bindings.cpp turns the Python dict into PlanSpec; names below are the dict keys):
@@ -18,8 +18,11 @@
 //                Shapes have 0 to 8 dims, each in [1, 2^31) (rank 0 is a scalar), at most 2^40
 //                elements (2^31 - 1 on CUDA, whose kernels index with 32 bits).
 //   steps        {op, name, inputs: [value id | -1 for an absent optional input], outputs: [id],
-//                 attrs: {name: int | float | bool | str | [int]}}; the ops, their inputs and attrs
-//                 are listed in RUNTIME_SPEC.md section 2 and checked in plan.cpp (StepBuilder).
+//                 attrs: {name: int | float | bool | str | [int]}}; the ops are kOps in plan.cpp,
+//                 each with its inputs and attrs checked by its StepBuilder method there (what
+//                 edgevision.graph.program.lower emits). conv2d_dw_pw, a CPU-only fusion, takes
+//                 x, the depthwise weight and (optional) bias, the 1x1 weight, bias and residual, and
+//                 conv2d's attrs for the depthwise with its activation as dw_act / dw_alpha / dw_beta.
 //                 Every op has exactly one output.
 //   inputs, outputs  value ids of kind "input" / "output", in run() order.
 // Every key listed is required except num_threads (default 0), optional step inputs at the end of

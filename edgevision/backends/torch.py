@@ -166,6 +166,15 @@ def _conv2d(attrs, args, shapes):
     return [_epilogue(y, attrs, res)]
 
 
+def _conv2d_dw_pw(attrs, args, shapes):
+    """A CPU plan's depthwise conv and the 1x1 conv that reads it, as the two convs."""
+    x, wd, bd, wp, bp, res = (args + [None] * 6)[:6]
+    dw = {**attrs, "groups": x.shape[1], "act": attrs.get("dw_act", "none"), "alpha": attrs.get("dw_alpha", 0.0),
+          "beta": attrs.get("dw_beta", 0.0), "residual_after_act": False}
+    pw = {k: attrs[k] for k in ("act", "alpha", "beta", "residual_after_act") if k in attrs}
+    return _conv2d(pw, [_conv2d(dw, [x, wd, bd], shapes)[0], wp, bp, res], shapes)
+
+
 def _conv_transpose2d(attrs, args, shapes):
     import torch.nn.functional as F
 
@@ -405,7 +414,7 @@ def _copy(attrs, args, shapes):
 
 
 _OPS = {
-    "conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
+    "conv2d": _conv2d, "conv2d_dw_pw": _conv2d_dw_pw, "conv_transpose2d": _conv_transpose2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
     "global_avg_pool": _global_avg_pool, "global_max_pool": _global_max_pool, "gemm": _gemm, "matmul": _matmul,
     "pixel_shuffle": _pixel_shuffle, "resize": _resize, "softmax": _softmax, "binary": _binary,
     "activation": _activation, "batch_norm": _batch_norm, "concat": _concat, "strided_copy": _strided_copy,

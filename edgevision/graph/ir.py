@@ -1,5 +1,5 @@
 """The graph IR between ONNX import and the plan: values with static shapes (constants hold their
-numpy data), nodes whose op and attrs are already those of the plan (RUNTIME_SPEC section 2) plus a
+numpy data), nodes whose op and attrs are already those of the plan (csrc/runtime/plan.h) plus a
 few IR-only ops that the passes remove or lower, and the import error classes.
 
 IR-only ops:
@@ -18,7 +18,7 @@ import numpy as np
 PLAN_OPS = frozenset({
     "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
     "gemm", "matmul", "pixel_shuffle", "resize", "softmax", "binary", "activation", "batch_norm",
-    "concat", "strided_copy", "pad", "lrn", "reduce", "copy",
+    "concat", "strided_copy", "pad", "lrn", "reduce", "copy", "conv2d_dw_pw",
 })
 # Ops whose epilogue takes a fused activation ("act", "alpha", "beta").
 EPILOGUE_OPS = frozenset({"conv2d", "conv_transpose2d", "gemm", "binary", "batch_norm"})

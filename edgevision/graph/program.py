@@ -1,4 +1,4 @@
-"""Lowering of an optimized IR graph to the plan spec (RUNTIME_SPEC section 2), and Program: the
+"""Lowering of an optimized IR graph to the plan spec (csrc/runtime/plan.h), and Program: the
 compiled model around edgevision._C.Plan with run(), summary(), input/output specs and metadata.
 """
 from __future__ import annotations
@@ -201,6 +201,9 @@ def step_flops(step: dict, values: list[dict]) -> float:
     if op == "conv2d":
         w = shape(step["inputs"][1])
         return 2.0 * n_out * w[1] * w[2] * w[3]
+    if op == "conv2d_dw_pw":  # the depthwise's output map is the 1x1 conv's
+        wd, wp = shape(step["inputs"][1]), shape(step["inputs"][3])
+        return 2.0 * n_out / out[1] * (wd[0] * wd[2] * wd[3] + wp[0] * wp[1])
     if op == "conv_transpose2d":
         w = shape(step["inputs"][1])
         return 2.0 * _prod(shape(step["inputs"][0])) * w[1] * w[2] * w[3]
@@ -223,8 +226,11 @@ def epilogue_text(step: dict) -> str:
     parts = []
     if a.get("act", "none") != "none":
         parts.append(a["act"])
-    if step["op"] in ("conv2d", "gemm") and len(step["inputs"]) > 3 and step["inputs"][3] >= 0:
+    residual = {"conv2d": 3, "gemm": 3, "conv2d_dw_pw": 5}.get(step["op"])
+    if residual is not None and len(step["inputs"]) > residual and step["inputs"][residual] >= 0:
         parts.insert(len(parts) if a.get("residual_after_act") else 0, "+residual")
+    if step["op"] == "conv2d_dw_pw":  # the depthwise's own activation comes first
+        parts.insert(0, f"dw {a['dw_act']} ->" if a["dw_act"] != "none" else "dw ->")
     return " ".join(parts)
 
 
@@ -273,6 +279,8 @@ def compile_spec(model, *, device: str = "cpu", precision: str = "fp32", input_s
         raise ValueError(f"num_threads must be an int >= 0, got {num_threads!r}")
     graph = import_model(model, input_shapes=input_shapes, batch=batch)
     passes.optimize(graph)
+    if device == "cpu":
+        passes.fuse_depthwise_pointwise(graph)
     return lower(graph, device=device, dtype=dtype, num_threads=num_threads), graph
 
 
