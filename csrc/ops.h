@@ -87,14 +87,25 @@ void conv2d_cpu(const Conv2dShape&, const float* x, const float* w, const float*
                 const float* packed = nullptr);
 
 // conv2d_dw_pw: a depthwise conv2d (dw: groups == c) whose output only a 1x1 conv2d reads (pw: stride
-// 1, no padding, one group, pw.c == dw.k, over dw's output map): y = conv2d(pw, conv2d(dw, x, w_dw,
-// b_dw, e_dw), w_pw, b_pw, residual, e_pw) in one call. A 3x3 depthwise at stride 1 or 2 with one
-// output channel per input channel and rows of 32 or more outputs (conv2d.cpp's dw_pw_band) runs band
-// by band so its output never leaves the cache; any other runs the two convs in turn, through the
-// workspace. packed: w_pw as conv2d_cpu_pack(pw) lays it out (nullptr: packed into the workspace).
-size_t conv2d_dw_pw_cpu_workspace(const Conv2dShape& dw, const Conv2dShape& pw, bool prepacked = false);
-void conv2d_dw_pw_cpu(const Conv2dShape& dw, const Conv2dShape& pw, const float* x, const float* w_dw,
-                      const float* b_dw, const Epilogue& e_dw, const float* w_pw, const float* b_pw,
+// 1, no padding, one group, pw.c == dw.k, over dw's output map), optionally preceded by the 1x1 conv2d
+// that makes its input (ex, when `expand`: stride 1, no padding, ex.k == dw.c, same map): y =
+// conv2d(pw, conv2d(dw, [conv2d(ex, x, w_ex, b_ex, ex_epi)], w_dw, b_dw, dw_epi), w_pw, b_pw,
+// residual, e_pw) in one call. A 3x3 depthwise at stride 1 or 2 with one output channel per input
+// channel and rows of 32 or more outputs (conv2d.cpp's dw_pw_band) runs band by band so nothing
+// between the convs leaves the cache; any other runs the convs in turn, through the workspace. The
+// 1x1 convs' weights are packed together (conv2d_dw_pw_cpu_pack; packed nullptr: into the workspace).
+struct DwPwShape {
+  Conv2dShape dw, pw;
+  Epilogue dw_epi;
+  bool expand = false;
+  Conv2dShape ex;
+  Epilogue ex_epi;
+};
+int64_t conv2d_dw_pw_cpu_packed_floats(const DwPwShape&);
+void conv2d_dw_pw_cpu_pack(const DwPwShape&, const float* w_pw, const float* w_ex, float* packed);
+size_t conv2d_dw_pw_cpu_workspace(const DwPwShape&, bool prepacked = false);
+void conv2d_dw_pw_cpu(const DwPwShape&, const float* x, const float* w_ex, const float* b_ex,
+                      const float* w_dw, const float* b_dw, const float* w_pw, const float* b_pw,
                       const float* residual, float* y, const Epilogue& e_pw, void* workspace,
                       const float* packed = nullptr);
 

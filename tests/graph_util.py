@@ -144,6 +144,9 @@ def run_spec_reference(spec, inputs):
             ops.conv2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"], dilation=at["dilation"],
                        groups=at["groups"], residual=xs[3], residual_after_act=at["residual_after_act"], out=y, **act)
         elif op == "conv2d_dw_pw":
+            xs += [None] * (8 - len(xs))
+            if xs[6] is not None:  # the expand conv
+                xs[0] = ops.conv2d(xs[0], xs[6], xs[7], activation=at["ex_act"], alpha=at["ex_alpha"], beta=at["ex_beta"])
             mid = ops.conv2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"], dilation=at["dilation"],
                              groups=xs[0].shape[1], activation=at["dw_act"], alpha=at["dw_alpha"], beta=at["dw_beta"])
             ops.conv2d(mid, xs[3], xs[4], residual=xs[5], residual_after_act=at["residual_after_act"], out=y, **act)

@@ -112,44 +112,64 @@ def test_residual_after_activation():
     assert g.nodes[0].attrs["act"] == "relu" and g.nodes[0].attrs["residual_after_act"]
 
 
-def inverted_residual(width, stride=1, kernel=3, share_dw_output=False):
+def inverted_residual(width, stride=1, kernel=3, share=None):
     """MobileNetV2's block on a [1, 8, 8, width] input: 1x1 expand 8 -> 24, ReLU6, depthwise, ReLU6, 1x1 project
-    24 -> 8, + x at stride 1."""
+    24 -> 8, + x at stride 1. share: "expand" or "depthwise", whose output is also a graph output."""
     pad = kernel // 2
     nodes = [node("Conv", ["x", "we", "be"], ["e"]), node("Clip", ["e", "lo", "hi"], ["e6"]),
              node("Conv", ["e6", "wd", "bd"], ["d"], group=24, strides=[stride] * 2, pads=[pad] * 4),
              node("Clip", ["d", "lo", "hi"], ["d6"]), node("Conv", ["d6", "wp", "bp"], ["p"])]
     nodes.append(node("Add", ["p", "x"], ["y"]) if stride == 1 else node("Identity", ["p"], ["y"]))
-    outputs = ["y"] + ([("d6", None)] if share_dw_output else [])
+    outputs = [("y", None)] + ([({"expand": "e6", "depthwise": "d6"}[share], None)] if share else [])
     consts = {"we": r(24, 8, 1, 1) * 0.3, "be": r(24), "wd": r(24, 1, kernel, kernel) * 0.3, "bd": r(24),
               "wp": r(8, 24, 1, 1) * 0.3, "bp": r(8), "lo": np.float32(0), "hi": np.float32(6)}
-    return make_model(nodes, [("x", [1, 8, 8, width])], [o if isinstance(o, tuple) else (o, None) for o in outputs],
-                      consts)
+    return make_model(nodes, [("x", [1, 8, 8, width])], outputs, consts)
+
+
+def fused_ops(spec):
+    return [(s["op"], s["attrs"].get("ex_act"), s["attrs"].get("dw_act"), s["attrs"]["act"]) for s in spec["steps"]
+            if s["op"] != "copy"]
 
 
 @pytest.mark.parametrize("executor", ["plan", "reference"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise_and_pointwise_fused_on_cpu(executor, stride):
+def test_inverted_residual_fused_on_cpu(executor, stride):
+    """The expand conv, the depthwise and the 1x1 conv become one conv2d_dw_pw step on the CPU."""
     model = inverted_residual(120, stride)
     spec, _ = compile_spec(model)
-    steps = [(s["op"], s["attrs"].get("dw_act"), s["attrs"]["act"]) for s in spec["steps"]]
-    assert steps == [("conv2d", None, "clip"), ("conv2d_dw_pw", "clip", "none")]
-    assert (spec["steps"][1]["inputs"][5] >= 0) == (stride == 1)  # the Add became the 1x1 conv's residual
-    assert ("dw clip -> +residual" if stride == 1 else "dw clip ->") in summarize(spec)
+    assert fused_ops(spec) == [("conv2d_dw_pw", "clip", "clip", "none")]
+    assert (spec["steps"][0]["inputs"][5] >= 0) == (stride == 1)  # the Add became the 1x1 conv's residual
+    assert ("ex clip -> dw clip -> +residual" if stride == 1 else "ex clip -> dw clip ->") in summarize(spec)
     check_model(model, [r(1, 8, 8, 120)], executor)
-    cuda_spec, _ = compile_spec(model, device="cuda")  # CUDA keeps the two convs
+    cuda_spec, _ = compile_spec(model, device="cuda")  # CUDA keeps the convs apart
     assert [s["op"] for s in cuda_spec["steps"]] == ["conv2d"] * 3
 
 
-@pytest.mark.parametrize("case", ["narrow", "shared", "5x5"])
-def test_depthwise_and_pointwise_not_fused(case):
-    """Not where the maps are narrow (they fit the caches as two steps), where something else reads the
-    depthwise output, or for kernels other than 3x3."""
-    model = inverted_residual(48 if case == "narrow" else 120, share_dw_output=case == "shared",
-                              kernel=5 if case == "5x5" else 3)
+@pytest.mark.parametrize("executor", ["plan", "reference"])
+def test_depthwise_and_pointwise_fused_without_the_expand(executor):
+    """When the expand conv's output is read elsewhere too, only the depthwise and the 1x1 conv fuse."""
+    model = inverted_residual(120, share="expand")
     spec, _ = compile_spec(model)
-    assert "conv2d_dw_pw" not in [s["op"] for s in spec["steps"]]
-    check_model(model, [r(1, 8, 8, 48 if case == "narrow" else 120)], "plan")
+    assert fused_ops(spec) == [("conv2d", None, None, "clip"), ("conv2d_dw_pw", None, "clip", "none")]
+    check_model(model, [r(1, 8, 8, 120)], executor)
+
+
+@pytest.mark.parametrize("case, width, expected", [
+    ("narrow", 24, ["conv2d"] * 3),                              # under 28 wide
+    ("stride 2", 40, ["conv2d"] * 3),                            # stride 2 to 20 wide
+    ("narrow without expand", 48, ["conv2d"] * 3),               # the expand output is shared: under 56 wide
+    ("with expand", 40, ["conv2d_dw_pw"]),                       # 28 or more wide with the expand conv
+    ("shared depthwise output", 120, ["conv2d"] * 3),
+    ("5x5", 120, ["conv2d"] * 3),
+])
+def test_depthwise_fusion_limits(case, width, expected):
+    """Fused only where it measured faster: not on narrow maps (they fit the caches as separate steps), not
+    when something else reads the depthwise output, and only for 3x3 kernels."""
+    model = inverted_residual(width, stride=2 if case == "stride 2" else 1, kernel=5 if case == "5x5" else 3,
+                              share={"shared depthwise output": "depthwise", "narrow without expand": "expand"}.get(case))
+    spec, _ = compile_spec(model)
+    assert [s["op"] for s in spec["steps"] if s["op"] != "copy"] == expected
+    check_model(model, [r(1, 8, 8, width)], "plan")
 
 
 def test_matmul_to_gemm_and_bias_folding():

@@ -167,14 +167,18 @@ def test_conv2d(rng, case, res_after_act):
     (1, 32, 14, 14, 3, 1, 1, (1, 1, 1, 1), 1, 16, 2),
 ])
 @pytest.mark.parametrize("epilogue", ["clip-res", "relu6-res-after", "none"])
-def test_conv2d_dw_pw(rng, case, epilogue):
-    """conv2d_dw_pw against the two convs it fuses (edgevision.ops' reference loops)."""
+@pytest.mark.parametrize("expand", [0, 6])
+def test_conv2d_dw_pw(rng, case, epilogue, expand):
+    """conv2d_dw_pw against the convs it fuses (edgevision.ops' reference loops); expand: the channels of
+    the block input that a 1x1 expand conv turns into the depthwise's input (0: no expand conv)."""
     n, c, h, w, ks, mult, st, pads, dil, k, threads = case
-    x = rand(rng, n, c, h, w)
+    x = rand(rng, n, expand or c, h, w)
+    we, be = rand(rng, c, expand or 1, 1, 1, scale=0.5), rand(rng, c)
     wd, bd = rand(rng, c * mult, 1, ks, ks, scale=0.3), rand(rng, c * mult)
     wp, bp = rand(rng, k, c * mult, 1, 1, scale=0.3), rand(rng, k)
-    dw_act, act = ("clip", "hardswish") if epilogue == "clip-res" else ("relu", "clip") if epilogue != "none" else ("none", "none")
-    mid = ops.conv2d(x, wd, bd, stride=st, padding=pads, dilation=dil, groups=c, activation=dw_act,
+    dw_act, act = {"clip-res": ("clip", "hardswish"), "relu6-res-after": ("relu", "clip"), "none": ("none", "none")}[epilogue]
+    dw_in = ops.conv2d(x, we, be, activation="leaky_relu", alpha=0.1, reference=True) if expand else x
+    mid = ops.conv2d(dw_in, wd, bd, stride=st, padding=pads, dilation=dil, groups=c, activation=dw_act,
                      alpha=-0.5, beta=1.5, reference=True)
     res = rand(rng, n, k, *mid.shape[2:]) if epilogue != "none" else None
     after = epilogue == "relu6-res-after"
@@ -182,10 +186,13 @@ def test_conv2d_dw_pw(rng, case, epilogue):
                      reference=True)
     b = SpecBuilder(num_threads=threads)
     ids = [b.input(x.shape), b.const(wd), b.const(bd), b.const(wp), b.const(bp)]
-    if res is not None:
-        ids.append(b.input(res.shape))
+    ids.append(-1 if res is None else b.input(res.shape))
+    extra = {}
+    if expand:
+        ids += [b.const(we), b.const(be)]
+        extra = dict(ex_act="leaky_relu", ex_alpha=0.1)
     b.step("conv2d_dw_pw", ids, b.output(ref.shape), stride=[st, st], pads=list(pads), dilation=[dil, dil],
-           dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0, beta=6.0, residual_after_act=after)
+           dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0, beta=6.0, residual_after_act=after, **extra)
     plan = _C.Plan(b.spec())
     assert plan.packed_bytes > 0  # the 1x1 weights, packed at build
     y = np.full(ref.shape, np.nan, np.float32)
@@ -210,6 +217,16 @@ def test_conv2d_dw_pw_errors(rng):
         build(out=(1, 4, 5, 5))
     with pytest.raises(ValueError, match=r"weight .* must have shape \[8, 1, 3, 3\]"):
         build(wd_shape=(8, 2, 3, 3))
+    b = SpecBuilder()
+    b.step("conv2d_dw_pw", [b.input(x.shape), b.const(wd), -1, b.const(wp), -1, -1, -1, b.const(np.zeros(8))],
+           b.output((1, 4, 6, 6)), **attrs)
+    with pytest.raises(ValueError, match="expand bias .* but no expand weight"):
+        _C.Plan(b.spec())
+    b = SpecBuilder()
+    b.step("conv2d_dw_pw", [b.input(x.shape), b.const(wd), -1, b.const(wp), -1, -1, b.const(np.zeros((8, 5, 1, 1)))],
+           b.output((1, 4, 6, 6)), **attrs)
+    with pytest.raises(ValueError, match=r"expand weight .* must have shape \[8, 8, 1, 1\]"):
+        _C.Plan(b.spec())
     if HAS_CUDA:
         with pytest.raises(ValueError, match="runs on the CPU only"):
             build(device="cuda")
@@ -807,8 +824,10 @@ def all_ops_spec(rng):
                  pads=[0, 0, 0, 0], ceil_mode=False, count_include_pad=True)
     b.step("global_max_pool", [s11], b.output([1, 4, 1, 1], "pooled"))
     b.step("copy", [s10], b.output([12], "mm"))
-    b.step("conv2d_dw_pw", [s9, b.const(rand(rng, 4, 1, 3, 3)), -1, b.const(rand(rng, 3, 4, 1, 1)), b.const(rand(rng, 3))],
-           b.output([1, 3, 5, 5], "dwpw"), stride=[2, 2], pads=[1, 1, 1, 1], dilation=[1, 1], dw_act="relu", act="none")
+    b.step("conv2d_dw_pw", [s9, b.const(rand(rng, 6, 1, 3, 3)), -1, b.const(rand(rng, 3, 6, 1, 1)),
+                            b.const(rand(rng, 3)), -1, b.const(rand(rng, 6, 4, 1, 1)), -1],
+           b.output([1, 3, 5, 5], "dwpw"), stride=[2, 2], pads=[1, 1, 1, 1], dilation=[1, 1], dw_act="relu", act="none",
+           ex_act="clip", ex_alpha=0.0, ex_beta=6.0)
     return b.spec()
 
 
@@ -864,7 +883,8 @@ def test_random_mutations_never_crash(rng):
             elif r < 0.65 and isinstance(node, list):
                 del node[path[-1]]
             else:
-                node[path[-1]] = JUNK[int(rng.integers(0, len(JUNK)))]
+                # A copy: a shared JUNK list could otherwise end up inside itself.
+                node[path[-1]] = copy.deepcopy(JUNK[int(rng.integers(0, len(JUNK)))])
         try:
             plan = _C.Plan(spec)
         except (ValueError, TypeError, MemoryError):

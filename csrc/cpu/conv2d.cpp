@@ -1086,50 +1086,63 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
 }
 
 // ---------------------------------------------------------------------------------------------
-// A depthwise 3x3 conv and the 1x1 conv that reads its output, as one step (the depthwise ->
-// projection of MobileNet's and EfficientNet's inverted-residual blocks). As two steps the depthwise
-// output (MobileNetV2: 144 x 56 x 56 floats, 1.8 MB) goes out past L2 and is read back, and the two
-// convs split it differently between the threads (planes, then pixels), so half of it crosses cores.
-// Here each thread takes a range of output rows and works through it in bands: the depthwise output
-// of every channel for the band's rows goes into a tile that stays in L2 (BandGeom), and the 1x1
-// conv's GEMM (one thread's run_tile_range) reads it from there. The depthwise input rows a thread
-// reads are then mostly the ones the conv before it (split over pixels) wrote on the same core.
+// A depthwise 3x3 conv and the 1x1 conv that reads its output, as one step, optionally with the 1x1
+// expand conv that makes its input (MobileNet's and EfficientNet's inverted-residual blocks: expand ->
+// depthwise -> projection). As separate steps each intermediate (MobileNetV2: 96 x 112 x 112 floats,
+// 4.8 MB, out of the expand conv) goes out past L2 and is read back, and the convs split their work
+// differently between the threads (pixels, planes, pixels), so half of it crosses cores. Here each
+// thread takes a range of output rows and works through it in bands: the expand conv's GEMM computes
+// the input rows the band's depthwise reads (the rows it shares with the previous band are moved,
+// not recomputed) into a buffer, the depthwise output of every channel goes into a tile, and the 1x1
+// conv's GEMM reads that tile (each GEMM one thread's run_tile_range); all of it stays in L2.
 // ---------------------------------------------------------------------------------------------
-bool dw_pw_band(const Conv2dShape& dw, const Conv2dShape& pw) {
-  return kernel_fits(dw) && dw.k == dw.c && dw3_fast(dw) && !dw_cblock(dw) && pw.groups == 1;
+bool dw_pw_band(const DwPwShape& d) {
+  return kernel_fits(d.dw) && d.dw.k == d.dw.c && dw3_fast(d.dw) && !dw_cblock(d.dw) && d.pw.groups == 1 &&
+         (!d.expand || d.ex.groups == 1);
 }
 
 struct BandGeom {
   Dw3Geom g;        // the depthwise rows of one band (whole mode: every padded row it reads buffered)
   int64_t rows;     // output rows per band
   int64_t tile;     // floats of the depthwise output tile: c x rows x ow, + a vector of spill
-  int64_t per;      // floats of one thread's scratch: row buffers, tile, GEMM scratch
+  int64_t ecap;     // with an expand conv: floats per channel of its output buffer (g.need input rows)
+  int64_t per;      // floats of one thread's scratch: row buffers, tile, expanded rows, GEMM scratch
 };
 
-BandGeom band_geom(const Conv2dShape& dw, const Conv2dShape& pw) {
+BandGeom band_geom(const DwPwShape& d) {
+  const Conv2dShape& dw = d.dw;
   BandGeom b;
-  const int64_t ow = dw.out_w();
-  // About 256 KB of depthwise output per band: in L2 with the rows it came from and the GEMM's packed B.
-  b.rows = std::max<int64_t>(1, std::min(dw.out_h(), 65536 / (dw.c * ow)));
+  const int64_t ow = dw.out_w(), st = dw.stride_h;
+  // About 256 KB of depthwise output per band (512 KB with the expanded rows, which take about st x
+  // st + 1 times as much): in L2 with the GEMMs' packed B.
+  const int64_t per_row = d.expand ? ow + st * dw.w : ow;
+  b.rows = std::max<int64_t>(1, std::min(dw.out_h(), (d.expand ? 131072 : 65536) / (dw.c * per_row)));
   Dw3Geom& g = b.g;
   g.pitch = sgemm::round_up(ow, DV) + DV;
   g.row = dw.stride_w * g.pitch;
-  g.need = (b.rows - 1) * dw.stride_h + 3;
+  g.need = (b.rows - 1) * st + 3;
   g.whole = true;
   g.buf = g.need * g.row;
   b.tile = sgemm::round_up(dw.c * b.rows * ow + DV, 16);
-  b.per = sgemm::round_up(g.buf, 16) + b.tile + sgemm::thread_scratch_floats(pw.k, pw.c);
+  b.ecap = d.expand ? std::min(g.need, dw.h) * dw.w : 0;
+  const int64_t gemm = std::max(sgemm::thread_scratch_floats(d.pw.k, d.pw.c),
+                                d.expand ? sgemm::thread_scratch_floats(d.ex.k, d.ex.c) : 0);
+  b.per = sgemm::round_up(g.buf, 16) + b.tile + sgemm::round_up(dw.c * b.ecap, 16) + gemm;
   return b;
 }
 
-void conv_dw_pw_band(const Conv2dShape& dw, const Conv2dShape& pw, const float* x, const float* wdw,
-                     const float* bdw, const Epilogue& edw, const float* wpw, const float* bpw,
-                     const float* res, float* y, const Epilogue& epw, void* ws) {
-  const BandGeom bg = band_geom(dw, pw);
+// packed: the 1x1 conv's weights in conv2d_cpu_pack's layout, then the expand conv's.
+void conv_dw_pw_band(const DwPwShape& d, const float* x, const float* b_ex, const float* wdw,
+                     const float* bdw, const float* bpw, const float* res, float* y, const Epilogue& epw,
+                     void* ws, const float* packed) {
+  const Conv2dShape &dw = d.dw, &pw = d.pw, &ex = d.ex;
+  const BandGeom bg = band_geom(d);
   const Dw3Geom& g = bg.g;
   const int64_t oh = dw.out_h(), ow = dw.out_w(), ohw = oh * ow, st = dw.stride_h, c = dw.c;
-  const sgemm::StoreFn store = sgemm::pick_store(edw.act);
-  const sgemm::AView av{wpw, 0, 0, true};
+  const int64_t hw = dw.h * dw.w;
+  const sgemm::StoreFn store = sgemm::pick_store(d.dw_epi.act);
+  const sgemm::AView pw_a{packed, 0, 0, true};
+  const sgemm::AView ex_a{packed + sgemm::round_up(conv2d_cpu_packed_floats(pw), 16), 0, 0, true};
   float* base = sgemm::align64(ws);
   const int64_t total = dw.n * oh;  // output rows of the whole batch, split evenly between threads
   const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), total));
@@ -1138,8 +1151,11 @@ void conv_dw_pw_band(const Conv2dShape& dw, const Conv2dShape& pw, const float* 
     const int t = omp_get_thread_num();
     float* rb = base + t * bg.per;  // padded row oy0 * st + i of the band at rb + i * g.row
     float* tile = rb + sgemm::round_up(g.buf, 16);
-    float* gemm_scratch = tile + bg.tile;
+    float* ebuf = tile + bg.tile;  // expanded input row iy of channel ci at ebuf + ci * ecap + (iy - e0) * w
+    float* gemm_scratch = ebuf + sgemm::round_up(c * bg.ecap, 16);
     std::memset(rb, 0, g.buf * sizeof(float));
+    int64_t e0 = 0, e1 = 0;  // the expanded rows in ebuf (of image eb)
+    int64_t eb = -1;
     const int64_t r0 = total * t / threads, r1 = total * (t + 1) / threads;
     for (int64_t r = r0; r < r1;) {
       const int64_t b = r / oh, oy0 = r % oh;
@@ -1156,18 +1172,38 @@ void conv_dw_pw_band(const Conv2dShape& dw, const Conv2dShape& pw, const float* 
         const int64_t iy = pr0 + i - dw.pad_t;
         if (iy < iy0 || iy >= iy1) std::memset(rb + i * g.row, 0, g.row * sizeof(float));
       }
+      const float* src_img = x + b * c * hw;
+      int64_t src_cs = hw, src_row0 = 0;  // the depthwise input: channel stride, and the row at its start
+      if (d.expand) {
+        // Rows [iy0, iy1) of the expand conv's output: the ones the previous band left move to the front,
+        // the rest come from the GEMM over the same rows of the block input.
+        const bool reuse = eb == b && e0 <= iy0 && iy0 < e1;
+        const int64_t from = reuse ? std::min(iy1, e1) : iy0;  // rows [iy0, from) are in ebuf already
+        if (reuse && e0 != iy0)
+          for (int64_t ci = 0; ci < c; ++ci)
+            std::memmove(ebuf + ci * bg.ecap, ebuf + ci * bg.ecap + (iy0 - e0) * dw.w,
+                         (from - iy0) * dw.w * sizeof(float));
+        if (from < iy1) {
+          const int64_t n = (iy1 - from) * dw.w;
+          const PointwisePackB pb{x + b * ex.c * hw + from * dw.w, ex.c, hw, 0};
+          const sgemm::CView cv{ebuf + (from - iy0) * dw.w, bg.ecap, n, n, 0, b_ex, true, nullptr, 1.f, d.ex_epi};
+          sgemm::run_tile_range(ex.k, ex.c, ex_a, pb, cv, 0, ex.k, 0, n, gemm_scratch);
+        }
+        e0 = iy0, e1 = iy1, eb = b;
+        src_img = ebuf, src_cs = bg.ecap, src_row0 = iy0;
+      }
       for (int64_t ci = 0; ci < c; ++ci) {
-        const float* src = x + (b * c + ci) * dw.h * dw.w;
+        const float* src = src_img + ci * src_cs - src_row0 * dw.w;
         for (int64_t iy = iy0; iy < iy1; ++iy)
           dw3_fill(dw, g, ow, src + iy * dw.w, rb + (iy + dw.pad_t - pr0) * g.row);
         float* out = tile + ci * bp;
         dw3_buffered_rows(g, dw3_taps(g, st, wdw + ci * 9), ow, st, rb, oy0, oy1, out);
-        store(out, 1, static_cast<int>(bp), out, 0, nullptr, bdw ? bdw + ci : nullptr, nullptr, 1.f, edw);
+        store(out, 1, static_cast<int>(bp), out, 0, nullptr, bdw ? bdw + ci : nullptr, nullptr, 1.f, d.dw_epi);
       }
       const int64_t o = b * pw.k * ohw + oy0 * ow;
       const PointwisePackB pb{tile, c, bp, 0};
       const sgemm::CView cv{y + o, ohw, bp, bp, 0, bpw, true, res ? res + o : nullptr, 1.f, epw};
-      sgemm::run_tile_range(pw.k, c, av, pb, cv, 0, pw.k, 0, bp, gemm_scratch);
+      sgemm::run_tile_range(pw.k, c, pw_a, pb, cv, 0, pw.k, 0, bp, gemm_scratch);
       r += oy1 - oy0;
     }
   }
@@ -1550,31 +1586,51 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_padded(s, x, packed, bias, residual, y, e, workspace);
 }
 
-size_t conv2d_dw_pw_cpu_workspace(const Conv2dShape& dw, const Conv2dShape& pw, bool prepacked) {
-  const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_cpu_packed_floats(pw), 16) * sizeof(float);
-  if (dw_pw_band(dw, pw))
-    return static_cast<size_t>(band_geom(dw, pw).per) * omp_get_max_threads() * sizeof(float) + 64 + own;
-  const size_t mid = sgemm::round_up(dw.n * dw.k * dw.out_h() * dw.out_w(), 16) * sizeof(float) + 64;
-  return own + mid + std::max(conv2d_cpu_workspace(dw), conv2d_cpu_workspace(pw, true));
+int64_t conv2d_dw_pw_cpu_packed_floats(const DwPwShape& d) {
+  return sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16) + (d.expand ? conv2d_cpu_packed_floats(d.ex) : 0);
 }
 
-void conv2d_dw_pw_cpu(const Conv2dShape& dw, const Conv2dShape& pw, const float* x, const float* w_dw,
-                      const float* b_dw, const Epilogue& e_dw, const float* w_pw, const float* b_pw,
+void conv2d_dw_pw_cpu_pack(const DwPwShape& d, const float* w_pw, const float* w_ex, float* packed) {
+  conv2d_cpu_pack(d.pw, w_pw, packed);
+  if (d.expand) conv2d_cpu_pack(d.ex, w_ex, packed + sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16));
+}
+
+namespace {
+int64_t mid_floats(const Conv2dShape& s) { return sgemm::round_up(s.n * s.k * s.out_h() * s.out_w(), 16); }
+}  // namespace
+
+size_t conv2d_dw_pw_cpu_workspace(const DwPwShape& d, bool prepacked) {
+  const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_dw_pw_cpu_packed_floats(d), 16) * sizeof(float);
+  if (dw_pw_band(d))
+    return static_cast<size_t>(band_geom(d).per) * omp_get_max_threads() * sizeof(float) + 64 + own;
+  const size_t mids = (mid_floats(d.dw) + (d.expand ? mid_floats(d.ex) : 0)) * sizeof(float) + 64;
+  return own + mids + std::max({conv2d_cpu_workspace(d.dw), conv2d_cpu_workspace(d.pw, true),
+                                d.expand ? conv2d_cpu_workspace(d.ex, true) : size_t{0}});
+}
+
+void conv2d_dw_pw_cpu(const DwPwShape& d, const float* x, const float* w_ex, const float* b_ex,
+                      const float* w_dw, const float* b_dw, const float* w_pw, const float* b_pw,
                       const float* residual, float* y, const Epilogue& e_pw, void* workspace,
                       const float* packed) {
   if (!packed) {  // pack into the front of the workspace
     float* p = sgemm::align64(workspace);
-    conv2d_cpu_pack(pw, w_pw, p);
+    conv2d_dw_pw_cpu_pack(d, w_pw, w_ex, p);
     packed = p;
-    workspace = p + sgemm::round_up(conv2d_cpu_packed_floats(pw), 16);
+    workspace = p + sgemm::round_up(conv2d_dw_pw_cpu_packed_floats(d), 16);
   }
-  if (dw_pw_band(dw, pw))
-    return conv_dw_pw_band(dw, pw, x, w_dw, b_dw, e_dw, packed, b_pw, residual, y, e_pw, workspace);
-  // Any other depthwise conv: the two convs one after the other, through the workspace.
+  if (dw_pw_band(d))
+    return conv_dw_pw_band(d, x, b_ex, w_dw, b_dw, b_pw, residual, y, e_pw, workspace, packed);
+  // Any other depthwise conv: the convs one after the other, through the workspace.
   float* mid = sgemm::align64(workspace);
-  void* rest = mid + sgemm::round_up(dw.n * dw.k * dw.out_h() * dw.out_w(), 16);
-  conv2d_cpu(dw, x, w_dw, b_dw, nullptr, mid, e_dw, rest);
-  conv2d_cpu(pw, mid, w_pw, b_pw, residual, y, e_pw, rest, packed);
+  float* expanded = mid + mid_floats(d.dw);
+  void* rest = expanded + (d.expand ? mid_floats(d.ex) : 0);
+  if (d.expand) {
+    conv2d_cpu(d.ex, x, w_ex, b_ex, nullptr, expanded, d.ex_epi, rest,
+               packed + sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16));
+    x = expanded;
+  }
+  conv2d_cpu(d.dw, x, w_dw, b_dw, nullptr, mid, d.dw_epi, rest);
+  conv2d_cpu(d.pw, mid, w_pw, b_pw, residual, y, e_pw, rest, packed);
 }
 
 }  // namespace ev

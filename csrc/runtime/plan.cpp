@@ -53,7 +53,7 @@ constexpr OpInfo kOps[] = {
     {"concat", Op::Concat, 1, -1},         {"strided_copy", Op::StridedCopy, 1, 1},
     {"pad", Op::Pad, 1, 1},                {"lrn", Op::Lrn, 1, 1},
     {"reduce", Op::Reduce, 1, 1},          {"copy", Op::Copy, 1, 1},
-    {"conv2d_dw_pw", Op::Conv2dDwPw, 4, 6, 1u << 2},  // x, dw weight, [dw bias], pw weight
+    {"conv2d_dw_pw", Op::Conv2dDwPw, 4, 8, 1u << 2},  // x, dw weight, [dw bias], pw weight, ...
 };
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -85,13 +85,6 @@ struct MatMulShape {
   int64_t a_stride[kMaxDims] = {};
   int64_t b_stride[kMaxDims] = {};
   int64_t count = 1;
-};
-
-// conv2d_dw_pw: the depthwise conv, its epilogue, and the 1x1 conv that reads it (whose epilogue is
-// the step's).
-struct DwPwShape {
-  Conv2dShape dw, pw;
-  Epilogue dw_epi;
 };
 
 struct ConcatData {
@@ -548,16 +541,18 @@ class StepBuilder {
     }
   }
 
-  // The conv2d of x (input 0) and weight (input w) with the attrs stride, pads, dilation and groups
-  // (groups: the input channels when not given), checked against the weight's shape.
-  Conv2dShape conv_shape(int w, bool depthwise) {
+  // The conv2d of an input of shape `in` (x's when not given) and weight (input w) with the attrs
+  // stride, pads, dilation and groups (depthwise: groups = the input channels, not an attr), checked
+  // against the weight's shape.
+  Conv2dShape conv_shape(int w, bool depthwise, std::vector<int64_t> in = {}) {
     rank(0, "x", 4);
     rank(w, "weight", 4);
+    if (in.empty()) in = x(0);
     const auto st = get_ints("stride", 2, 1, kMaxDim);
     const auto pads = get_ints("pads", 4, 0, kMaxDim);
     const auto dil = get_ints("dilation", 2, 1, kMaxDim);
     Conv2dShape s;
-    s.n = x(0)[0], s.c = x(0)[1], s.h = x(0)[2], s.w = x(0)[3];
+    s.n = in[0], s.c = in[1], s.h = in[2], s.w = in[3];
     s.groups = depthwise ? s.c : get_int("groups", 1, kMaxDim);
     s.k = x(w)[0], s.r = x(w)[2], s.s = x(w)[3];
     s.stride_h = st[0], s.stride_w = st[1];
@@ -568,7 +563,7 @@ class StepBuilder {
            s.k, ")");
     expect(w, "weight", {s.k, s.c / s.groups, s.r, s.s});
     if (s.out_h() < 1 || s.out_w() < 1)
-      fail("the padded input ", shape_str(x(0)), " is smaller than the dilated kernel ", shape_str(x(w)));
+      fail("the padded input ", shape_str(in), " is smaller than the dilated kernel ", shape_str(x(w)));
     return s;
   }
 
@@ -582,13 +577,26 @@ class StepBuilder {
     step_.shape = s;
   }
 
-  // Inputs x, dw weight, dw bias, pw weight, pw bias, residual; the depthwise's attrs are conv2d's
-  // (groups: its input channels) with its epilogue as dw_act / dw_alpha / dw_beta, the 1x1 conv's
-  // epilogue takes the usual names.
+  // Inputs x, dw weight, dw bias, pw weight, pw bias, residual, expand weight, expand bias; the
+  // depthwise's attrs are conv2d's (groups: its input channels) with its epilogue as dw_act / dw_alpha /
+  // dw_beta, the expand conv's epilogue ex_act / ex_alpha / ex_beta, the 1x1 conv's the usual names.
   void conv2d_dw_pw() {
+    if (spec_.device != "cpu") fail("runs on the CPU only (on CUDA, run the convs as conv2d steps)");
     DwPwShape d;
-    d.dw = conv_shape(1, true);
-    if (spec_.device != "cpu") fail("runs on the CPU only (on CUDA, run the two conv2d steps)");
+    rank(0, "x", 4);
+    std::vector<int64_t> dw_in = x(0);
+    if (present(7) && !present(6)) fail("has an expand bias (input 7) but no expand weight (input 6)");
+    if (present(6)) {
+      d.expand = true;
+      rank(6, "expand weight", 4);
+      Conv2dShape& e = d.ex;
+      e.n = x(0)[0], e.c = x(0)[1], e.h = x(0)[2], e.w = x(0)[3], e.k = x(6)[0];
+      expect(6, "expand weight", {e.k, e.c, 1, 1});
+      if (present(7)) expect(7, "expand bias", {e.k});
+      d.ex_epi = get_act("ex_act", "ex_alpha", "ex_beta");
+      dw_in[1] = e.k;
+    }
+    d.dw = conv_shape(1, true, dw_in);
     if (present(2)) expect(2, "depthwise bias", {d.dw.k});
     d.dw_epi = get_act("dw_act", "dw_alpha", "dw_beta");
     rank(3, "pointwise weight", 4);
@@ -1112,27 +1120,37 @@ T* at(char* const* bases, const Ref& r) {
 }
 
 // The input that a CPU step reads in its kernel's own layout: conv weights, gemm B, conv2d_dw_pw's 1x1 weights.
-int packed_input(const Step& s) { return s.op == Op::Conv2dDwPw ? 3 : 1; }
+// (conv2d_dw_pw: its 1x1 convs' weights, packed together).
+std::vector<int> packed_inputs(const Step& s) {
+  if (s.op != Op::Conv2dDwPw) return {1};
+  return std::get<DwPwShape>(s.shape).expand ? std::vector<int>{3, 6} : std::vector<int>{3};
+}
 
-// Floats of that input in the kernel's layout; 0: the kernel reads it as given.
+// Floats of those inputs in the kernel's layout; 0: the kernel reads them as given.
 int64_t packed_floats(const Step& s) {
   if (s.op == Op::Conv2d) return conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape));
-  if (s.op == Op::Conv2dDwPw) return conv2d_cpu_packed_floats(std::get<DwPwShape>(s.shape).pw);
+  if (s.op == Op::Conv2dDwPw) return conv2d_dw_pw_cpu_packed_floats(std::get<DwPwShape>(s.shape));
   if (s.op == Op::Gemm) return gemm_cpu_packed_b_floats(std::get<GemmShape>(s.shape));
   return 0;
 }
 
-// A CPU conv or gemm whose weights are a constant gets them packed once, at build (weights computed at run
+// A CPU conv or gemm whose weights are constants gets them packed once, at build (weights computed at run
 // time are packed by every call, conv weights into the workspace).
 bool prepacks(const Step& s) {
-  const size_t i = static_cast<size_t>(packed_input(s));
-  return s.in.size() > i && s.in[i].region == kConstants && packed_floats(s) > 0;
+  if (packed_floats(s) == 0) return false;
+  for (int i : packed_inputs(s))
+    if (s.in.size() <= static_cast<size_t>(i) || s.in[i].region != kConstants) return false;
+  return true;
 }
 
-void pack(const Step& s, const float* w, float* dst) {
-  if (s.op == Op::Conv2d) conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), w, dst);
-  else if (s.op == Op::Conv2dDwPw) conv2d_cpu_pack(std::get<DwPwShape>(s.shape).pw, w, dst);
-  else gemm_cpu_pack_b(std::get<GemmShape>(s.shape), w, dst);
+// src(i): the data of input i.
+template <class Src>
+void pack(const Step& s, Src src, float* dst) {
+  if (s.op == Op::Conv2d) conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), src(1), dst);
+  else if (s.op == Op::Conv2dDwPw) {
+    const DwPwShape& d = std::get<DwPwShape>(s.shape);
+    conv2d_dw_pw_cpu_pack(d, src(3), d.expand ? src(6) : nullptr, dst);
+  } else gemm_cpu_pack_b(std::get<GemmShape>(s.shape), src(1), dst);
 }
 
 }  // namespace
@@ -1150,7 +1168,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
       } else if (auto* c = std::get_if<Conv2dShape>(&s.shape)) {
         ws = std::max(ws, conv2d_cpu_workspace(*c, prepacks(s)));
       } else if (auto* d = std::get_if<DwPwShape>(&s.shape)) {
-        ws = std::max(ws, conv2d_dw_pw_cpu_workspace(d->dw, d->pw, prepacks(s)));
+        ws = std::max(ws, conv2d_dw_pw_cpu_workspace(*d, prepacks(s)));
       } else if (auto* t = std::get_if<ConvTranspose2dShape>(&s.shape)) {
         ws = std::max(ws, conv_transpose2d_cpu_workspace(*t));
       } else if (auto* g = std::get_if<GemmShape>(&s.shape)) {
@@ -1185,8 +1203,10 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     int64_t floats = 0;
     for (Step& s : steps) {
       const bool packs = prepacks(s);
+      const std::vector<int> packed_in = packs ? packed_inputs(s) : std::vector<int>{};
       for (size_t i = 0; i < s.in.size(); ++i)
-        if (s.in[i].region == kConstants && !(packs && static_cast<int>(i) == packed_input(s)))
+        if (s.in[i].region == kConstants &&
+            std::find(packed_in.begin(), packed_in.end(), static_cast<int>(i)) == packed_in.end())
           needed[owner(s.in[i].offset)] = 1;
       if (packs) {
         s.packed = floats;
@@ -1204,7 +1224,8 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     packed_bytes = floats * static_cast<int64_t>(sizeof(float));
     host_packed = host_alloc(packed_bytes);
     for (Step& s : steps)
-      if (s.packed >= 0) pack(s, source(s.in[packed_input(s)]), static_cast<float*>(host_packed.get()) + s.packed);
+      if (s.packed >= 0)
+        pack(s, [&](int i) { return source(s.in[i]); }, static_cast<float*>(host_packed.get()) + s.packed);
     return;
   }
 #ifdef EV_WITH_CUDA
@@ -1334,7 +1355,7 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
     case Op::Copy: std::memcpy(y, in(0), static_cast<size_t>(s.numel)); break;
     case Op::Conv2dDwPw: {
       const DwPwShape& d = std::get<DwPwShape>(s.shape);
-      conv2d_dw_pw_cpu(d.dw, d.pw, in(0), in(1), in(2), d.dw_epi, in(3), in(4), in(5), y, s.epi, ws,
+      conv2d_dw_pw_cpu(d, in(0), in(6), in(7), in(1), in(2), in(3), in(4), in(5), y, s.epi, ws,
                        s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
       break;
     }

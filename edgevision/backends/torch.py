@@ -167,8 +167,11 @@ def _conv2d(attrs, args, shapes):
 
 
 def _conv2d_dw_pw(attrs, args, shapes):
-    """A CPU plan's depthwise conv and the 1x1 conv that reads it, as the two convs."""
-    x, wd, bd, wp, bp, res = (args + [None] * 6)[:6]
+    """A CPU plan's fused inverted-residual convs ([expand 1x1], depthwise, 1x1), as separate convs."""
+    x, wd, bd, wp, bp, res, we, be = (args + [None] * 8)[:8]
+    if we is not None:  # the expand conv
+        x = _conv2d({"act": attrs.get("ex_act", "none"), "alpha": attrs.get("ex_alpha", 0.0),
+                     "beta": attrs.get("ex_beta", 0.0)}, [x, we, be], shapes)[0]
     dw = {**attrs, "groups": x.shape[1], "act": attrs.get("dw_act", "none"), "alpha": attrs.get("dw_alpha", 0.0),
           "beta": attrs.get("dw_beta", 0.0), "residual_after_act": False}
     pw = {k: attrs[k] for k in ("act", "alpha", "beta", "residual_after_act") if k in attrs}

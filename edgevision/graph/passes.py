@@ -709,40 +709,54 @@ def conv_transpose_as_conv(g: Graph) -> None:
     g.prune_values()
 
 
-# The narrowest depthwise output that fuse_depthwise_pointwise fuses. Narrower maps fit the caches as two steps,
-# and the conv before the depthwise often splits its output over channels there (MobileNetV2's expand convs at
-# 28x28), which the fused step, splitting over rows, then reads across cores: 1.03-1.09x the unfused time for
-# expand 32 -> 192 at 28x28, depthwise, 1x1 192 -> 32 (Xeon, 2 threads), where 56 and 112 wide blocks took
-# 0.86-0.91x.
-MIN_FUSED_DEPTHWISE_WIDTH = 56
+# The narrowest depthwise outputs that fuse_depthwise_pointwise fuses (Xeon, 2 threads, paired, a C++ harness
+# of MobileNetV2's blocks: expand 1x1, depthwise, 1x1, fused against the three convs in turn). Without the
+# expand conv: 56 and 112 wide maps took 0.86-0.91x the time; at 28x28 1.03-1.13x, since the maps fit the caches
+# anyway and the fused step, splitting over rows, reads what the expand conv wrote split over channels. With the
+# expand conv in the step: 0.65-0.76x at 56 and 112, 0.93-0.95x at 28x28 stride 1; at stride 2 to 28x28 the
+# band kernel was 1.07x (the small-map depthwise kernel is better there, so it is not fused).
+MIN_FUSED_WIDTH = 56
+MIN_FUSED_WIDTH_WITH_EXPAND = 28
 
 
 def fuse_depthwise_pointwise(g: Graph) -> None:
     """conv2d depthwise 3x3 (stride 1 or 2, multiplier 1) whose output only a 1x1 conv2d reads -> one
-    conv2d_dw_pw step (CPU plans only): the depthwise output then stays in cache, band by band, instead of
-    going out to memory and back between two steps (the depthwise -> projection of MobileNet-style blocks)."""
+    conv2d_dw_pw step (CPU plans only), which also takes the 1x1 expand conv2d before the depthwise when only
+    the depthwise reads that conv's output (MobileNet-style inverted-residual blocks): the intermediate maps
+    then stay in cache, band by band, instead of going out to memory and back between steps."""
+    def pointwise(n):
+        a = n.attrs
+        return (n.op == "conv2d" and a["groups"] == 1 and list(g.values[n.inputs[1]].shape[2:]) == [1, 1]
+                and list(a["stride"]) == [1, 1] and not any(a["pads"]))
+
     for pw in [n for n in g.nodes if n.op == "conv2d"]:
         cons, prod = g.consumers(), g.producers()
         dw = prod.get(pw.inputs[0])
-        if dw is None or dw.op != "conv2d" or dw.inputs[3] or pw.inputs[0] in g.outputs:
+        if (not pointwise(pw) or dw is None or dw.op != "conv2d" or dw.inputs[3] or pw.inputs[0] in g.outputs
+                or _sole_consumer(g, pw.inputs[0], cons) is not pw):
             continue
-        if _sole_consumer(g, pw.inputs[0], cons) is not pw:
-            continue
-        a, b = dw.attrs, pw.attrs
+        a = dw.attrs
         c = g.values[dw.inputs[0]].shape[1]
-        wd, wp = g.values[dw.inputs[1]].shape, g.values[pw.inputs[1]].shape
+        wd = g.values[dw.inputs[1]].shape
         if (a["groups"] != c or wd[0] != c or list(wd[2:]) != [3, 3] or list(a["dilation"]) != [1, 1]
-                or list(a["stride"]) not in ([1, 1], [2, 2]) or a.get("residual_after_act")
-                or g.values[pw.inputs[0]].shape[3] < MIN_FUSED_DEPTHWISE_WIDTH):
+                or list(a["stride"]) not in ([1, 1], [2, 2])):
             continue
-        if (b["groups"] != 1 or list(wp[2:]) != [1, 1] or list(b["stride"]) != [1, 1]
-                or any(b["pads"])):
+        ex = prod.get(dw.inputs[0])
+        if (ex is None or not pointwise(ex) or ex.inputs[3] or dw.inputs[0] in g.outputs
+                or _sole_consumer(g, dw.inputs[0], cons) is not dw):
+            ex = None
+        narrowest = MIN_FUSED_WIDTH_WITH_EXPAND if ex is not None and a["stride"][0] == 1 else MIN_FUSED_WIDTH
+        if g.values[pw.inputs[0]].shape[3] < narrowest:
             continue
-        fused = Node("conv2d_dw_pw", pw.name, [*dw.inputs[:3], *pw.inputs[1:4]], pw.outputs,
-                     {"stride": a["stride"], "pads": a["pads"], "dilation": a["dilation"],
-                      "dw_act": a["act"], "dw_alpha": a["alpha"], "dw_beta": a["beta"],
-                      **{k: b[k] for k in ("act", "alpha", "beta", "residual_after_act")}}, pw.onnx_op)
-        g.nodes[g.nodes.index(pw)] = fused
+        attrs = {"stride": a["stride"], "pads": a["pads"], "dilation": a["dilation"],
+                 "dw_act": a["act"], "dw_alpha": a["alpha"], "dw_beta": a["beta"],
+                 **{k: pw.attrs[k] for k in ("act", "alpha", "beta", "residual_after_act")}}
+        inputs = [*dw.inputs[:3], *pw.inputs[1:4]]
+        if ex is not None:
+            attrs.update(ex_act=ex.attrs["act"], ex_alpha=ex.attrs["alpha"], ex_beta=ex.attrs["beta"])
+            inputs = [ex.inputs[0], *inputs[1:], ex.inputs[1], ex.inputs[2]]
+            g.nodes.remove(ex)
+        g.nodes[g.nodes.index(pw)] = Node("conv2d_dw_pw", pw.name, inputs, pw.outputs, attrs, pw.onnx_op)
         g.nodes.remove(dw)
     g.prune_values()
 

@@ -201,9 +201,13 @@ def step_flops(step: dict, values: list[dict]) -> float:
     if op == "conv2d":
         w = shape(step["inputs"][1])
         return 2.0 * n_out * w[1] * w[2] * w[3]
-    if op == "conv2d_dw_pw":  # the depthwise's output map is the 1x1 conv's
+    if op == "conv2d_dw_pw":  # the depthwise's output map is the 1x1 conv's; the expand conv's is its input's
         wd, wp = shape(step["inputs"][1]), shape(step["inputs"][3])
-        return 2.0 * n_out / out[1] * (wd[0] * wd[2] * wd[3] + wp[0] * wp[1])
+        flops = 2.0 * n_out / out[1] * (wd[0] * wd[2] * wd[3] + wp[0] * wp[1])
+        if len(step["inputs"]) > 6 and step["inputs"][6] >= 0:
+            x, we = shape(step["inputs"][0]), shape(step["inputs"][6])
+            flops += 2.0 * _prod(x) / x[1] * we[0] * we[1]
+        return flops
     if op == "conv_transpose2d":
         w = shape(step["inputs"][1])
         return 2.0 * _prod(shape(step["inputs"][0])) * w[1] * w[2] * w[3]
@@ -229,8 +233,10 @@ def epilogue_text(step: dict) -> str:
     residual = {"conv2d": 3, "gemm": 3, "conv2d_dw_pw": 5}.get(step["op"])
     if residual is not None and len(step["inputs"]) > residual and step["inputs"][residual] >= 0:
         parts.insert(len(parts) if a.get("residual_after_act") else 0, "+residual")
-    if step["op"] == "conv2d_dw_pw":  # the depthwise's own activation comes first
+    if step["op"] == "conv2d_dw_pw":  # the expand and depthwise convs' activations come first
         parts.insert(0, f"dw {a['dw_act']} ->" if a["dw_act"] != "none" else "dw ->")
+        if "ex_act" in a:
+            parts.insert(0, f"ex {a['ex_act']} ->" if a["ex_act"] != "none" else "ex ->")
     return " ".join(parts)
 
 
