@@ -1113,8 +1113,8 @@ BandGeom band_geom(const DwPwShape& d) {
   const Conv2dShape& dw = d.dw;
   BandGeom b;
   const int64_t ow = dw.out_w(), st = dw.stride_h;
-  // About 256 KB of depthwise output per band (512 KB with the expanded rows, which take about st x
-  // st + 1 times as much): in L2 with the GEMMs' packed B.
+  // About 256 KB of depthwise output per band, or with an expand conv 512 KB of depthwise output and
+  // expanded input rows (st rows of w per output row) together: in L2 with the GEMMs' packed B.
   const int64_t per_row = d.expand ? ow + st * dw.w : ow;
   b.rows = std::max<int64_t>(1, std::min(dw.out_h(), (d.expand ? 131072 : 65536) / (dw.c * per_row)));
   Dw3Geom& g = b.g;

@@ -1119,8 +1119,8 @@ T* at(char* const* bases, const Ref& r) {
   return r.region < 0 ? nullptr : reinterpret_cast<T*>(bases[r.region] + r.offset);
 }
 
-// The input that a CPU step reads in its kernel's own layout: conv weights, gemm B, conv2d_dw_pw's 1x1 weights.
-// (conv2d_dw_pw: its 1x1 convs' weights, packed together).
+// The inputs that a CPU step reads in its kernel's own layout: conv weights, gemm B, conv2d_dw_pw's 1x1 convs'
+// weights (packed together).
 std::vector<int> packed_inputs(const Step& s) {
   if (s.op != Op::Conv2dDwPw) return {1};
   return std::get<DwPwShape>(s.shape).expand ? std::vector<int>{3, 6} : std::vector<int>{3};

@@ -417,7 +417,8 @@ def _copy(attrs, args, shapes):
 
 
 _OPS = {
-    "conv2d": _conv2d, "conv2d_dw_pw": _conv2d_dw_pw, "conv_transpose2d": _conv_transpose2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
+    "conv2d": _conv2d, "conv2d_dw_pw": _conv2d_dw_pw, "conv_transpose2d": _conv_transpose2d,
+    "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
     "global_avg_pool": _global_avg_pool, "global_max_pool": _global_max_pool, "gemm": _gemm, "matmul": _matmul,
     "pixel_shuffle": _pixel_shuffle, "resize": _resize, "softmax": _softmax, "binary": _binary,
     "activation": _activation, "batch_norm": _batch_norm, "concat": _concat, "strided_copy": _strided_copy,
