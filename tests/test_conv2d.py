@@ -498,7 +498,7 @@ def test_conv2d_depthwise_channel_blocks(case, epi, threads):
 
 
 # The SGEMM's whole-tile store with the epilogue applied in registers (kernel_store: one depth block,
-# K <= 320; 6 output channels x 16 columns of one image row or pixel run), for every activation that has
+# K <= 320, 576 with AVX-512; 6 output channels x 16 columns of one image row or pixel run), for every activation that has
 # a vector form, each with no residual, a residual before and one after the activation. 1x1: 18 output
 # channels (3 whole row tiles) over 8x8 = 4 whole panels; 3x3 padded: output rows of 20 (a whole panel
 # and a ragged one per row), 13 channels (a ragged row tile too).
@@ -521,11 +521,11 @@ def test_conv2d_register_epilogue(shape, act, alpha, beta, res, after):
 
 
 # N % 16 == 1 leaves a one-column last panel, which the SGEMM runs as dot products along K
-# (narrow_kernel): a 7x7 pointwise map (N = 49) in one depth block and over two (K = 400, with the
+# (narrow_kernel): a 7x7 pointwise map (N = 49) in one depth block and over three (K = 700, with the
 # partial sums), ragged row tiles (13 channels), and a padded 3x3 whose pitch layout has 33 columns.
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(64, 18, 7, 7, 1, 0), (400, 13, 7, 7, 1, 0), (40, 12, 5, 5, 3, 1)],
-                         ids=["1x1-k64", "1x1-k400", "3x3-pitch"])
+@pytest.mark.parametrize("shape", [(64, 18, 7, 7, 1, 0), (700, 13, 7, 7, 1, 0), (40, 12, 5, 5, 3, 1)],
+                         ids=["1x1-k64", "1x1-k700", "3x3-pitch"])
 def test_conv2d_one_column_panel(shape, threads):
     c, k, h, w_, r, p = shape
     cfg = dict(n=1, c=c, k=k, h=h, w=w_, r=r, s=r, stride=(1, 1), dil=(1, 1), pad=(p,) * 4, groups=1,

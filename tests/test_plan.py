@@ -159,7 +159,7 @@ def test_conv2d(rng, case, res_after_act):
     (3, 48, 97, 81, 3, 1, 2, (1, 1, 1, 1), 1, 20, 2),
     (2, 16, 9, 70, 3, 1, 1, (0, 1, 2, 0), 1, 7, 3),
     (1, 12, 14, 66, 3, 1, 2, (0, 0, 1, 1), 1, 9, 1),
-    (1, 400, 6, 40, 3, 1, 1, (1, 1, 1, 1), 1, 30, 2),
+    (1, 600, 6, 40, 3, 1, 1, (1, 1, 1, 1), 1, 30, 2),
     # Everything else runs the two convs in turn: 5x5, a channel multiplier, dilation, narrow outputs.
     (1, 24, 20, 40, 5, 1, 1, (2, 2, 2, 2), 1, 16, 2),
     (2, 8, 10, 36, 3, 2, 1, (1, 1, 1, 1), 1, 5, 2),
@@ -234,7 +234,7 @@ def test_conv2d_dw_pw_errors(rng):
 
 @pytest.mark.parametrize("case", [
     # n, c, h, w, k, r, s, pad, groups
-    (1, 40, 7, 7, 13, 3, 3, 1, 1),     # K = 360: two depth blocks, a ragged row panel, a one-column panel
+    (1, 70, 7, 7, 13, 3, 3, 1, 1),     # K = 630: three depth blocks, a ragged row panel, a one-column panel
     (1, 16, 32, 32, 16, 3, 3, 1, 1),   # Winograd: the transformed filters are packed
     (2, 24, 6, 6, 20, 1, 1, 0, 2),     # pointwise, grouped, columns across the batch
     (1, 8, 9, 9, 8, 3, 3, 1, 8),       # depthwise: weights read as given, nothing packed

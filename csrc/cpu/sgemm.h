@@ -66,9 +66,17 @@ typedef float vmr __attribute__((vector_size(VMR * 4), aligned(4)));
 // KC_ONE runs as one block: K = 288 (a 3x3 conv over 32 channels) as 256 + 32 would cost a round
 // trip of every partial sum through scratch for 32 multiply-adds (seed CNN conv 32->64 @15:
 // 41 -> 52 GFLOP/s on epyc2, 1 thread). Splitting larger K evenly into <= 320-deep blocks instead
-// was slower on big convs (ResNet 64->64 @56, K = 576: 119 -> 90 GFLOP/s).
+// was slower on big convs (ResNet 64->64 @56, K = 576: 119 -> 90 GFLOP/s). With AVX-512 (the Xeon's L1d is
+// 48 KiB) one block reaches K = 576, a 36 KiB panel: MobileNet's 384-576 -> 64-160 projections and 3x3 convs
+// over 64 channels then keep their sums in registers. Paired A/B against 320, Xeon, 1 thread: 1x1 384 -> 64 at
+// 14x14 0.88-0.90 (2 threads 0.86-0.98), 480 -> 80 at 14x14 0.94, 576 -> 96 at 14x14 0.97, 576 -> 160 at 7x7
+// 0.94, 3x3 64 -> 128 stride 2 at 56x56 0.99 (2 threads 0.97), 3x3 40 -> 40 at 28x28 (K = 360) 0.90.
+#if EV_SGEMM_AVX512
+constexpr int64_t KC = 256, KC_ONE = 576;
+#else
 constexpr int64_t KC = 256, KC_ONE = 320;
-constexpr int64_t MC = 96;   // A block MC x KC_ONE = 120 KiB stays in L2
+#endif
+constexpr int64_t MC = 96;   // A block MC x KC_ONE = 120 KiB (216 KiB with AVX-512) stays in L2
 // The AVX-512 tile prefetches packed A this many k ahead (32 x 48 bytes): a tile's weights come from L2 (or
 // further: ResNet-18's 512 -> 512 3x3 weights are 9.4 MB), 48 bytes per 12 multiply-adds, and perf showed the
 // tile waiting on the broadcast that starts each new A cache line. Xeon, sgemm alone, paired, 1 thread:
