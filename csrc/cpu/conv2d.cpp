@@ -1131,7 +1131,11 @@ BandGeom band_geom(const DwPwShape& d) {
   return b;
 }
 
-// packed: the 1x1 conv's weights in conv2d_cpu_pack's layout, then the expand conv's.
+// The 1x1 convs' weights packed together (conv2d_dw_pw_cpu_pack): the projection's in conv2d_cpu_pack's layout,
+// then, from this offset, the expand conv's.
+int64_t expand_packed_offset(const DwPwShape& d) { return sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16); }
+
+// packed: as conv2d_dw_pw_cpu_pack lays it out.
 void conv_dw_pw_band(const DwPwShape& d, const float* x, const float* b_ex, const float* wdw,
                      const float* bdw, const float* bpw, const float* res, float* y, const Epilogue& epw,
                      void* ws, const float* packed) {
@@ -1142,7 +1146,7 @@ void conv_dw_pw_band(const DwPwShape& d, const float* x, const float* b_ex, cons
   const int64_t hw = dw.h * dw.w;
   const sgemm::StoreFn store = sgemm::pick_store(d.dw_epi.act);
   const sgemm::AView pw_a{packed, 0, 0, true};
-  const sgemm::AView ex_a{packed + sgemm::round_up(conv2d_cpu_packed_floats(pw), 16), 0, 0, true};
+  const sgemm::AView ex_a{packed + expand_packed_offset(d), 0, 0, true};
   float* base = sgemm::align64(ws);
   const int64_t total = dw.n * oh;  // output rows of the whole batch, split evenly between threads
   const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), total));
@@ -1587,12 +1591,12 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
 }
 
 int64_t conv2d_dw_pw_cpu_packed_floats(const DwPwShape& d) {
-  return sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16) + (d.expand ? conv2d_cpu_packed_floats(d.ex) : 0);
+  return expand_packed_offset(d) + (d.expand ? conv2d_cpu_packed_floats(d.ex) : 0);
 }
 
 void conv2d_dw_pw_cpu_pack(const DwPwShape& d, const float* w_pw, const float* w_ex, float* packed) {
   conv2d_cpu_pack(d.pw, w_pw, packed);
-  if (d.expand) conv2d_cpu_pack(d.ex, w_ex, packed + sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16));
+  if (d.expand) conv2d_cpu_pack(d.ex, w_ex, packed + expand_packed_offset(d));
 }
 
 namespace {
@@ -1625,8 +1629,7 @@ void conv2d_dw_pw_cpu(const DwPwShape& d, const float* x, const float* w_ex, con
   float* expanded = mid + mid_floats(d.dw);
   void* rest = expanded + (d.expand ? mid_floats(d.ex) : 0);
   if (d.expand) {
-    conv2d_cpu(d.ex, x, w_ex, b_ex, nullptr, expanded, d.ex_epi, rest,
-               packed + sgemm::round_up(conv2d_cpu_packed_floats(d.pw), 16));
+    conv2d_cpu(d.ex, x, w_ex, b_ex, nullptr, expanded, d.ex_epi, rest, packed + expand_packed_offset(d));
     x = expanded;
   }
   conv2d_cpu(d.dw, x, w_dw, b_dw, nullptr, mid, d.dw_epi, rest);
