@@ -141,8 +141,12 @@ def run_spec_reference(spec, inputs):
         y = get(step["outputs"][0])
         act = dict(activation=at.get("act"), alpha=at.get("alpha"), beta=at.get("beta"))
         if op == "conv2d":
-            ops.conv2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"], dilation=at["dilation"],
-                       groups=at["groups"], residual=xs[3], residual_after_act=at["residual_after_act"], out=y, **act)
+            pooled = "max_pool" in at  # a CPU plan's fused pool: conv, then the pool
+            c = ops.conv2d(xs[0], xs[1], xs[2], stride=at["stride"], padding=at["pads"], dilation=at["dilation"],
+                           groups=at["groups"], residual=xs[3], residual_after_act=at["residual_after_act"],
+                           out=None if pooled else y, **act)
+            if pooled:
+                ops.max_pool2d(c, at["max_pool"], at["max_pool"], [0, 0, 0, 0], [1, 1], False, out=y)
         elif op == "conv2d_dw_pw":
             xs += [None] * (8 - len(xs))
             if xs[6] is not None:  # the expand conv

@@ -172,6 +172,48 @@ def test_depthwise_fusion_limits(case, width, expected):
     check_model(model, [r(1, 8, 8, width)], "plan")
 
 
+def conv_pool(kernel=2, stride=None, pads=(0, 0, 0, 0), ceil_mode=0, size=14, share=False):
+    """Conv 3 -> 8 (3x3, pad 1) -> Relu -> MaxPool on a [1, 3, size, size] input; share: the Relu's output is
+    also a graph output."""
+    stride = stride or kernel
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], pads=[1] * 4), node("Relu", ["c"], ["a"]),
+             node("MaxPool", ["a"], ["y"], kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=list(pads),
+                  ceil_mode=ceil_mode)]
+    outputs = [("y", None)] + ([("a", None)] if share else [])
+    return make_model(nodes, [("x", [1, 3, size, size])], outputs, {"w": r(8, 3, 3, 3), "b": r(8)})
+
+
+@pytest.mark.parametrize("executor", ["plan", "reference"])
+@pytest.mark.parametrize("kernel, size", [(2, 14), (2, 15), (3, 14)])
+def test_conv_max_pool_fused_on_cpu(executor, kernel, size):
+    """conv -> relu -> max pool whose windows tile the conv output becomes one conv2d step on the CPU (an odd
+    map drops its last row and column, as the pool does); CUDA keeps the pool a step of its own."""
+    model = conv_pool(kernel, size=size)
+    spec, _ = compile_spec(model)
+    assert [(s["op"], s["attrs"]["act"], s["attrs"].get("max_pool")) for s in spec["steps"]] == [
+        ("conv2d", "relu", [kernel, kernel])]
+    assert f"relu -> max_pool {kernel}x{kernel}" in summarize(spec)
+    check_model(model, [r(1, 3, size, size)], executor)
+    cuda_spec, _ = compile_spec(model, device="cuda")
+    assert [s["op"] for s in cuda_spec["steps"]] == ["conv2d", "max_pool2d"]
+
+
+@pytest.mark.parametrize("case", ["overlapping", "padded", "ceil mode", "shared conv output"])
+def test_conv_max_pool_fusion_limits(case):
+    """Only pools whose windows tile the conv output without padding fuse, and only when nothing else reads the
+    conv's output; ceil mode fuses when the windows divide the map (test_conv_max_pool_fused_on_cpu)."""
+    model = conv_pool(**{"overlapping": dict(kernel=3, stride=2), "padded": dict(pads=(1, 1, 1, 1)),
+                         "ceil mode": dict(ceil_mode=1, size=15), "shared conv output": dict(share=True)}[case])
+    spec, _ = compile_spec(model)
+    assert [s["op"] for s in spec["steps"] if s["op"] != "copy"] == ["conv2d", "max_pool2d"]
+    check_model(model, [r(1, 3, 15, 15) if case == "ceil mode" else r(1, 3, 14, 14)], "plan")
+
+
+def test_conv_max_pool_ceil_mode_on_divisible_map():
+    spec, _ = compile_spec(conv_pool(ceil_mode=1, size=14))
+    assert [s["op"] for s in spec["steps"]] == ["conv2d"]
+
+
 def test_matmul_to_gemm_and_bias_folding():
     _, g = compiled([node("MatMul", ["x", "w"], ["m"]), node("Add", ["m", "b"], ["a"]), node("Mul", ["a", "k"], ["y"])],
                     [("x", [3, 5])], {"w": r(5, 4), "b": r(4), "k": np.float32(0.25)})

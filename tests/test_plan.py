@@ -233,6 +233,65 @@ def test_conv2d_dw_pw_errors(rng):
 
 
 @pytest.mark.parametrize("case", [
+    # n, c, h, w, k, r, pad, stride, groups, pool (kh, kw), threads
+    (1, 3, 32, 32, 32, 3, 0, 1, 1, (2, 2), 2),     # the seed CNN's first conv: K = 27, one band per thread
+    (1, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 2),    # 13x13 -> 6x6: conv row and column 12 under no window
+    (1, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 4),    # 4 threads over 6 pooled rows
+    (1, 16, 9, 9, 20, 3, 0, 1, 1, (2, 2), 8),      # more threads than pooled rows (3)
+    (1, 8, 17, 17, 12, 5, 1, 1, 4, (3, 3), 2),     # grouped 5x5, 3x3 windows (a general pool row)
+    (1, 6, 20, 21, 10, 3, 1, 2, 1, (2, 3), 3),     # stride 2, windows 2 x 3
+    (3, 16, 12, 12, 24, 3, 1, 1, 1, (2, 2), 2),    # 3 images, each split over the threads (a barrier between)
+    (8, 16, 12, 12, 24, 3, 1, 1, 1, (2, 2), 2),    # images spread over the threads
+    (1, 70, 7, 7, 40, 3, 1, 1, 1, (2, 2), 2),      # K = 630: several depth blocks
+    (1, 16, 32, 32, 16, 3, 1, 1, 1, (2, 2), 2),    # Winograd's shape (64 tiles): the conv, then the pool
+    (2, 16, 10, 10, 16, 3, 1, 1, 16, (2, 2), 2),   # depthwise: the conv, then the pool
+    (1, 16, 10, 10, 32, 1, 0, 1, 1, (2, 2), 2),    # pointwise: the conv, then the pool
+    (1, 16, 9, 9, 8, 3, 1, 1, 1, (9, 9), 2),       # one window over the whole map
+])
+@pytest.mark.parametrize("residual", [False, True])
+def test_conv2d_max_pool(rng, case, residual):
+    """conv2d with max_pool (kernel = stride, no padding, floor) against the conv, its epilogue and the pool
+    from edgevision.ops' reference loops; a residual (of the conv's shape) takes the conv-then-pool path."""
+    n, c, h, w, k, r, p, st, g, pool, threads = case
+    x, wt, bias = rand(rng, n, c, h, w), rand(rng, k, c // g, r, r, scale=0.3), rand(rng, k)
+    conv = ops.conv2d(x, wt, bias, stride=st, padding=p, groups=g, reference=True)
+    res = rand(rng, *conv.shape) if residual else None
+    conv = ops.conv2d(x, wt, bias, stride=st, padding=p, groups=g, activation="leaky_relu", alpha=0.1,
+                      residual=res, reference=True)
+    ref = ops.max_pool2d(conv, pool, reference=True)
+    b = SpecBuilder(num_threads=threads)
+    ids = [b.input(x.shape), b.const(wt), b.const(bias), -1 if res is None else b.input(res.shape)]
+    b.step("conv2d", ids, b.output(ref.shape), stride=[st, st], pads=[p] * 4, dilation=[1, 1], groups=g,
+           act="leaky_relu", alpha=0.1, max_pool=list(pool))
+    plan = _C.Plan(b.spec())
+    for _ in range(2):  # the second run reuses the workspace the first one left
+        y = np.full(ref.shape, np.nan, np.float32)
+        plan.run([x] if res is None else [x, res], [y])
+        close(y, ref)
+
+
+def test_conv2d_max_pool_errors(rng):
+    def build(out=(1, 4, 3, 3), pool=(2, 2), device="cpu"):
+        b = SpecBuilder(device=device)
+        b.step("conv2d", [b.input((1, 2, 8, 8)), b.const(np.zeros((4, 2, 3, 3))), -1, -1], b.output(out),
+               stride=[1, 1], pads=[0] * 4, dilation=[1, 1], groups=1, max_pool=list(pool))
+        return _C.Plan(b.spec())
+
+    build()
+    with pytest.raises(ValueError, match=r"output .* must have shape \[1, 4, 3, 3\]"):
+        build(out=(1, 4, 6, 6))
+    with pytest.raises(ValueError, match=r"max_pool \[7, 2\] is larger than the conv output \[1, 4, 6, 6\]"):
+        build(pool=(7, 2))
+    with pytest.raises(ValueError, match="attribute 'max_pool'"):
+        build(pool=(0, 2))
+    with pytest.raises(ValueError, match="attribute 'max_pool'"):
+        build(pool=(2,))
+    if HAS_CUDA:
+        with pytest.raises(ValueError, match="max_pool runs on the CPU only"):
+            build(device="cuda")
+
+
+@pytest.mark.parametrize("case", [
     # n, c, h, w, k, r, s, pad, groups
     (1, 70, 7, 7, 13, 3, 3, 1, 1),     # K = 630: three depth blocks, a ragged row panel, a one-column panel
     (1, 16, 32, 32, 16, 3, 3, 1, 1),   # Winograd: the transformed filters are packed

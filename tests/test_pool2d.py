@@ -100,11 +100,13 @@ def test_max_propagates_nan(rng):
         np.testing.assert_array_equal(g, F.adaptive_max_pool2d(tx, 1).numpy())
 
 
-@pytest.mark.parametrize("hw", [(30, 30), (13, 13), (2, 2), (17, 33), (16, 16), (5, 40), (9, 9), (7, 7)])
+@pytest.mark.parametrize("hw", [(30, 30), (13, 13), (2, 2), (17, 33), (16, 16), (5, 40), (9, 9), (7, 7), (9, 34),
+                                (4, 63), (2, 64), (6, 67)])
 def test_max_pool_2x2_stride_2_path(hw, rng):
-    # The 2x2/2 unpadded fast path: chunks of 8 outputs with an overlapping last chunk, two overlapping
-    # chunks of 4 for rows of 4-7 outputs, scalar under 4; odd sizes (the last row/column dropped), and
-    # NaNs in even and odd columns of either row of a window.
+    # The 2x2/2 unpadded fast path: with AVX-512 chunks of 16 outputs, a last one overlapping the previous one and
+    # masked loads and stores for rows under 16 outputs; else chunks of 8 outputs with an overlapping last chunk,
+    # two overlapping chunks of 4 for rows of 4-7 outputs, scalar under 4. Odd sizes (the last row/column
+    # dropped), and NaNs in even and odd columns of either row of a window.
     x = rng.standard_normal((2, 3, *hw)).astype(np.float32)
     x[0, 0, 0, 1] = x[1, 2, hw[0] - 1, hw[1] - 1] = x[0, 1, 1, min(hw[1] - 1, 20)] = np.nan
     expected = F.max_pool2d(torch.from_numpy(x), 2, 2).numpy()

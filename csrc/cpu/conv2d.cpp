@@ -1518,6 +1518,122 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// conv2d followed by a max pool (conv2d_max_pool_cpu) whose windows tile the conv output: kernel = stride, no
+// padding, floor rounding (the classic CNN's conv -> relu -> 2x2 pool). On the GEMM path above, each thread
+// computes a band of conv output rows that covers whole pooled rows, all channels, into its own buffer and
+// pools it: the conv output never crosses cores (in one shared buffer, the bands' edges shared cache lines at
+// every plane), the pool is no step of its own (no second team wake-up), and conv rows past the last whole
+// window are not computed. The padded copy of the input is shared: its channels are split over the threads,
+// then a barrier. A residual (conv2d's, of the conv's output shape) takes the conv-then-pool path.
+// ---------------------------------------------------------------------------------------------
+Pool2dShape pool_after(const Conv2dShape& s, int64_t ph, int64_t pw) {
+  Pool2dShape p;
+  p.n = s.n, p.c = s.k, p.h = s.out_h(), p.w = s.out_w();
+  p.kh = p.stride_h = ph, p.kw = p.stride_w = pw;
+  return p;
+}
+
+bool pool_fused(const Conv2dShape& s, bool residual) {
+  return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
+         !use_winograd(s);
+}
+
+// A packer for output columns [j0 + first, ...): a band of rows packed as if it were the whole image.
+struct BandPackB {
+  PaddedPackB pb;
+  int64_t first;
+  double pack_cost() const { return pb.pack_cost(); }
+  const float* operator()(int64_t k0, int64_t kl, int64_t j0, int64_t nl, float* dst) const {
+    return pb(k0, kl, j0 + first, nl, dst);
+  }
+};
+
+struct PoolFusedGeom {
+  int64_t rows;     // most pooled rows per thread
+  int64_t band;     // floats of a thread's conv output band
+  int64_t gemm;     // floats of sgemm scratch per thread
+  int64_t per;      // floats per thread: band + scratch (+ its padded copy, per_image)
+  bool per_image;
+};
+
+PoolFusedGeom pool_fused_geom(const Conv2dShape& s, const Pool2dShape& ps, int threads) {
+  PoolFusedGeom f;
+  f.per_image = per_image_threads(s, threads);
+  f.rows = f.per_image ? ps.out_h() : sgemm::ceil_div(ps.out_h(), std::min<int64_t>(threads, ps.out_h()));
+  f.band = sgemm::round_up(s.k * f.rows * ps.kh * s.out_w(), 16);
+  f.gemm = sgemm::round_up(sgemm::thread_scratch_floats(s.k / s.groups, s.c / s.groups * s.r * s.s), 16);
+  f.per = f.band + f.gemm + (f.per_image ? pad_geom(s).image : 0);
+  return f;
+}
+
+size_t pool_fused_bytes(const Conv2dShape& s, const Pool2dShape& ps, int threads) {
+  const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
+  return static_cast<size_t>((f.per_image ? 0 : pad_geom(s).image) + threads * f.per) * sizeof(float) + 64;
+}
+
+// Pooled rows [p0, p1) of image y from the padded image xp, on the calling thread; band and scratch are its own.
+void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PadGeom& pg, const float* xp,
+                    const float* pw, const float* bias, const Epilogue& e, int64_t p0, int64_t p1, float* band,
+                    float* scratch, float* y) {
+  const int64_t ow = s.out_w(), cols = (p1 - p0) * ps.kh * ow;
+  const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    const BandPackB pb{PaddedPackB{&s, &pg, xp + g * cg * pg.chan}, p0 * ps.kh * ow};
+    const sgemm::CView cv{band + g * kg * cols, cols, cols, cols, cols, bias ? bias + g * kg : nullptr,
+                          true, nullptr, 1.f, e};
+    sgemm::run_tile_range(kg, K, packed_group(s, pw, g), pb, cv, 0, kg, 0, cols, scratch);
+  }
+  Pool2dShape b = ps;  // the band: s.k planes of (p1 - p0) * kh rows
+  b.n = 1, b.h = (p1 - p0) * ps.kh;
+  const int64_t poh = ps.out_h(), pow = ps.out_w();
+  max_pool2d_cpu_planes(b, band, y + p0 * pow, poh * pow);
+}
+
+void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* x, const float* pw,
+                      const float* bias, float* y, const Epilogue& e, void* ws) {
+  const PadGeom pg = pad_geom(s);
+  const int threads = omp_get_max_threads();
+  const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
+  const int64_t in_img = s.c * s.h * s.w, pool_img = s.k * ps.out_h() * ps.out_w(), prows = ps.out_h();
+  float* base = sgemm::align64(ws);
+  if (f.per_image) {
+#pragma omp parallel num_threads(threads)
+    {
+      float* xp = base + omp_get_thread_num() * f.per;
+      float* band = xp + pg.image;
+      zero_padding(s, pg, xp, 0, s.c);  // once per call: every image's copy rewrites only the interior
+      std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.n; ++b) {
+        pad_image(s, pg, x + b * in_img, xp, 0, s.c);
+        conv_pool_band(s, ps, pg, xp, pw, bias, e, 0, prows, band, band + f.band, y + b * pool_img);
+      }
+    }
+    return;
+  }
+  float* xp = base;
+  std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);
+  const int banded = static_cast<int>(std::min<int64_t>(threads, prows));  // threads with pooled rows
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t c0 = s.c * t / nt, c1 = s.c * (t + 1) / nt;
+    const int used = std::min(banded, nt);
+    const int64_t p0 = std::min(prows, prows * t / used), p1 = t < used ? prows * (t + 1) / used : p0;
+    float* band = xp + pg.image + t * f.per;
+    zero_padding(s, pg, xp, c0, c1);
+    for (int64_t b = 0; b < s.n; ++b) {
+      pad_image(s, pg, x + b * in_img, xp, c0, c1);
+#pragma omp barrier
+      if (p0 < p1) conv_pool_band(s, ps, pg, xp, pw, bias, e, p0, p1, band, band + f.band, y + b * pool_img);
+      if (b + 1 < s.n) {
+#pragma omp barrier  // the next image's copy overwrites xp
+      }
+    }
+  }
+}
+
 // Workspace of the kernels, packed weights not included.
 size_t conv2d_workspace(const Conv2dShape& s) {
   const int threads = omp_get_max_threads();
@@ -1590,6 +1706,34 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_padded(s, x, packed, bias, residual, y, e, workspace);
 }
 
+namespace {
+int64_t mid_floats(const Conv2dShape& s) { return sgemm::round_up(s.n * s.k * s.out_h() * s.out_w(), 16); }
+}  // namespace
+
+size_t conv2d_max_pool_cpu_workspace(const Conv2dShape& s, int64_t ph, int64_t pw, bool residual, bool prepacked) {
+  const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_cpu_packed_floats(s), 16) * sizeof(float);
+  if (pool_fused(s, residual)) return own + pool_fused_bytes(s, pool_after(s, ph, pw), omp_get_max_threads());
+  return own + static_cast<size_t>(mid_floats(s)) * sizeof(float) + 64 + conv2d_workspace(s);
+}
+
+void conv2d_max_pool_cpu(const Conv2dShape& s, int64_t ph, int64_t pw, const float* x, const float* w,
+                         const float* bias, const float* residual, float* y, const Epilogue& e, void* workspace,
+                         const float* packed) {
+  const int64_t own = packed ? 0 : conv2d_cpu_packed_floats(s);
+  if (own > 0) {  // pack into the front of the workspace
+    float* p = sgemm::align64(workspace);
+    conv2d_cpu_pack(s, w, p);
+    packed = p;
+    workspace = p + sgemm::round_up(own, 16);
+  }
+  const Pool2dShape ps = pool_after(s, ph, pw);
+  if (pool_fused(s, residual)) return conv_padded_pool(s, ps, x, packed, bias, y, e, workspace);
+  // Any other conv path: the conv, then the pool, through the workspace.
+  float* conv = sgemm::align64(workspace);
+  conv2d_cpu(s, x, w, bias, residual, conv, e, conv + mid_floats(s), packed);
+  max_pool2d_cpu(ps, conv, y);
+}
+
 int64_t conv2d_dw_pw_cpu_packed_floats(const DwPwShape& d) {
   return expand_packed_offset(d) + (d.expand ? conv2d_cpu_packed_floats(d.ex) : 0);
 }
@@ -1598,10 +1742,6 @@ void conv2d_dw_pw_cpu_pack(const DwPwShape& d, const float* w_pw, const float* w
   conv2d_cpu_pack(d.pw, w_pw, packed);
   if (d.expand) conv2d_cpu_pack(d.ex, w_ex, packed + expand_packed_offset(d));
 }
-
-namespace {
-int64_t mid_floats(const Conv2dShape& s) { return sgemm::round_up(s.n * s.k * s.out_h() * s.out_w(), 16); }
-}  // namespace
 
 size_t conv2d_dw_pw_cpu_workspace(const DwPwShape& d, bool prepacked) {
   const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_dw_pw_cpu_packed_floats(d), 16) * sizeof(float);

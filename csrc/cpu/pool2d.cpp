@@ -19,6 +19,9 @@
 #include <vector>
 
 #include "cpu/vec_lanes.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include "ops.h"
 
 namespace ev {
@@ -124,52 +127,84 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef float v4f_u __attribute__((vector_size(16), aligned(4), may_alias));
 inline v4f max_nan4(v4f m, v4f v) { return (v > m || v != v) ? v : m; }
 
-void max_pool2x2(const Pool2dShape& s, const float* x, float* y) {
-  const int64_t oh = s.out_h(), ow = s.out_w(), planes = s.n * s.c;
-#pragma omp parallel for schedule(static) if (planes * oh * ow * 4 > kParallelWork)
-  for (int64_t p = 0; p < planes; ++p)
+#if defined(__AVX512F__)
+typedef float v16f __attribute__((vector_size(64)));
+inline v16f max_nan16(v16f m, v16f v) { return (v > m || v != v) ? v : m; }
+#endif
+
+// One output row of ow outputs from input rows r0 and r1.
+void max_pool2x2_row(const float* r0, const float* r1, float* yr, int64_t ow) {
+#if defined(__AVX512F__)
+  // 16 outputs from 32 floats of each row; a row of under 16 outputs reads and writes under masks (the seed CNN's
+  // rows of 15 and 6 outputs took two or three 8-lane chunks each).
+  const auto chunk16 = [&](int64_t ox, __mmask16 lo, __mmask16 hi, __mmask16 out) {
+    const v16f a0 = (v16f)_mm512_maskz_loadu_ps(lo, r0 + 2 * ox);
+    const v16f a1 = (v16f)_mm512_maskz_loadu_ps(hi, r0 + 2 * ox + 16);
+    const v16f b0 = (v16f)_mm512_maskz_loadu_ps(lo, r1 + 2 * ox);
+    const v16f b1 = (v16f)_mm512_maskz_loadu_ps(hi, r1 + 2 * ox + 16);
+    v16f m = cpu::even_lanes(a0, a1);
+    m = max_nan16(m, cpu::odd_lanes(a0, a1));
+    m = max_nan16(m, cpu::even_lanes(b0, b1));
+    m = max_nan16(m, cpu::odd_lanes(b0, b1));
+    _mm512_mask_storeu_ps(yr + ox, out, (__m512)m);
+  };
+  if (ow < 16) {
+    const int n = static_cast<int>(ow);  // 2n input columns: the first 16 in lo, the rest in hi
+    chunk16(0, n >= 8 ? 0xffff : (1u << 2 * n) - 1, n > 8 ? (1u << (2 * n - 16)) - 1 : 0, (1u << n) - 1);
+    return;
+  }
+  int64_t ox = 0;
+  for (; ox + 16 <= ow; ox += 16) chunk16(ox, 0xffff, 0xffff, 0xffff);
+  if (ox < ow) chunk16(ow - 16, 0xffff, 0xffff, 0xffff);  // overlapping the previous chunk
+#else
+  // Outputs [ox, ox + 8) from 16 adjacent floats of each row (columns 2 ox .. 2 ox + 15 < 2 ow <= w).
+  const auto chunk8 = [&](int64_t ox) {
+    const v8f a0 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox);
+    const v8f a1 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox + 8);
+    const v8f b0 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox);
+    const v8f b1 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox + 8);
+    v8f m = cpu::even_lanes(a0, a1);
+    m = max_nan8(m, cpu::odd_lanes(a0, a1));
+    m = max_nan8(m, cpu::even_lanes(b0, b1));
+    m = max_nan8(m, cpu::odd_lanes(b0, b1));
+    *reinterpret_cast<v8f_u*>(yr + ox) = m;
+  };
+  const auto chunk4 = [&](int64_t ox) {
+    const v4f a0 = *reinterpret_cast<const v4f_u*>(r0 + 2 * ox);
+    const v4f a1 = *reinterpret_cast<const v4f_u*>(r0 + 2 * ox + 4);
+    const v4f b0 = *reinterpret_cast<const v4f_u*>(r1 + 2 * ox);
+    const v4f b1 = *reinterpret_cast<const v4f_u*>(r1 + 2 * ox + 4);
+    v4f m = __builtin_shufflevector(a0, a1, 0, 2, 4, 6);
+    m = max_nan4(m, __builtin_shufflevector(a0, a1, 1, 3, 5, 7));
+    m = max_nan4(m, __builtin_shufflevector(b0, b1, 0, 2, 4, 6));
+    m = max_nan4(m, __builtin_shufflevector(b0, b1, 1, 3, 5, 7));
+    *reinterpret_cast<v4f_u*>(yr + ox) = m;
+  };
+  // A row's last outputs come from one more chunk ending at ow, overlapping the previous one (the
+  // outputs computed twice are the same). Scalar tails were most of the seed CNN's pools (rows of 15
+  // and 6 outputs): in-model A/B on epyc2, its pools 1.87x and 1.38x faster, the model 0.90x the time
+  // (1 thread), 0.86x at batch 8 (2 threads).
+  if (ow >= 8) {
+    int64_t ox = 0;
+    for (; ox + 8 <= ow; ox += 8) chunk8(ox);
+    if (ox < ow) chunk8(ow - 8);
+  } else if (ow >= 4) {
+    chunk4(0);
+    chunk4(ow - 4);
+  } else {
+    for (int64_t ox = 0; ox < ow; ++ox)
+      yr[ox] = max_nan(max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]), r1[2 * ox]), r1[2 * ox + 1]);
+  }
+#endif
+}
+
+// Planes [p0, p1) (output planes y_plane floats apart).
+void max_pool2x2(const Pool2dShape& s, const float* x, float* y, int64_t p0, int64_t p1, int64_t y_plane) {
+  const int64_t oh = s.out_h(), ow = s.out_w();
+  for (int64_t p = p0; p < p1; ++p)
     for (int64_t oy = 0; oy < oh; ++oy) {
       const float* r0 = x + (p * s.h + 2 * oy) * s.w;
-      const float* r1 = r0 + s.w;
-      float* yr = y + (p * oh + oy) * ow;
-      // Outputs [ox, ox + 8) from 16 adjacent floats of each row (columns 2 ox .. 2 ox + 15 < 2 ow <= w).
-      const auto chunk8 = [&](int64_t ox) {
-        const v8f a0 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox);
-        const v8f a1 = *reinterpret_cast<const v8f_u*>(r0 + 2 * ox + 8);
-        const v8f b0 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox);
-        const v8f b1 = *reinterpret_cast<const v8f_u*>(r1 + 2 * ox + 8);
-        v8f m = cpu::even_lanes(a0, a1);
-        m = max_nan8(m, cpu::odd_lanes(a0, a1));
-        m = max_nan8(m, cpu::even_lanes(b0, b1));
-        m = max_nan8(m, cpu::odd_lanes(b0, b1));
-        *reinterpret_cast<v8f_u*>(yr + ox) = m;
-      };
-      const auto chunk4 = [&](int64_t ox) {
-        const v4f a0 = *reinterpret_cast<const v4f_u*>(r0 + 2 * ox);
-        const v4f a1 = *reinterpret_cast<const v4f_u*>(r0 + 2 * ox + 4);
-        const v4f b0 = *reinterpret_cast<const v4f_u*>(r1 + 2 * ox);
-        const v4f b1 = *reinterpret_cast<const v4f_u*>(r1 + 2 * ox + 4);
-        v4f m = __builtin_shufflevector(a0, a1, 0, 2, 4, 6);
-        m = max_nan4(m, __builtin_shufflevector(a0, a1, 1, 3, 5, 7));
-        m = max_nan4(m, __builtin_shufflevector(b0, b1, 0, 2, 4, 6));
-        m = max_nan4(m, __builtin_shufflevector(b0, b1, 1, 3, 5, 7));
-        *reinterpret_cast<v4f_u*>(yr + ox) = m;
-      };
-      // A row's last outputs come from one more chunk ending at ow, overlapping the previous one (the
-      // outputs computed twice are the same). Scalar tails were most of the seed CNN's pools (rows of 15
-      // and 6 outputs): in-model A/B on epyc2, its pools 1.87x and 1.38x faster, the model 0.90x the time
-      // (1 thread), 0.86x at batch 8 (2 threads).
-      if (ow >= 8) {
-        int64_t ox = 0;
-        for (; ox + 8 <= ow; ox += 8) chunk8(ox);
-        if (ox < ow) chunk8(ow - 8);
-      } else if (ow >= 4) {
-        chunk4(0);
-        chunk4(ow - 4);
-      } else {
-        for (int64_t ox = 0; ox < ow; ++ox)
-          yr[ox] = max_nan(max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]), r1[2 * ox]), r1[2 * ox + 1]);
-      }
+      max_pool2x2_row(r0, r0 + s.w, y + p * y_plane + oy * ow, ow);
     }
 }
 
@@ -302,25 +337,46 @@ void max_pool_row(const Pool2dShape& s, const PoolRowGeom& g, const float* xp, i
   }
 }
 
+// max_pool_row's buffer T, then the phases (none at stride 1), on the calling thread: grown once per thread,
+// not per call. T starts as -inf.
+float* pool_row_buffer(const Pool2dShape& s, const PoolRowGeom& g) {
+  thread_local std::vector<float> buf;
+  const size_t need = static_cast<size_t>(g.tlen + (s.stride_w > 1 ? s.stride_w * g.plen : 0));
+  if (buf.size() < need) buf.resize(need);
+  std::fill(buf.begin(), buf.begin() + g.tlen, kNegInf);
+  return buf.data();
+}
+
 }  // namespace
 
 void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
-  if (is_plain_2x2(s)) return max_pool2x2(s, x, y);
   const int64_t oh = s.out_h(), ow = s.out_w(), rows = s.n * s.c * oh;
   if (rows == 0 || ow == 0) return;
+  if (is_plain_2x2(s)) {
+    const int64_t planes = s.n * s.c;
+#pragma omp parallel for schedule(static) if (planes * oh * ow * 4 > kParallelWork)
+    for (int64_t p = 0; p < planes; ++p) max_pool2x2(s, x, y, p, p + 1, oh * ow);
+    return;
+  }
   const PoolRowGeom g = pool_row_geom(s);
 #pragma omp parallel if (rows * ow * s.kh * s.kw > kParallelWork)
   {
-    // T, then the phases (none at stride 1). Grown once per thread, not per call.
-    thread_local std::vector<float> buf;
-    const size_t need = static_cast<size_t>(g.tlen + (s.stride_w > 1 ? s.stride_w * g.plen : 0));
-    if (buf.size() < need) buf.resize(need);
-    float* t = buf.data();
-    std::fill(t, t + g.tlen, kNegInf);
+    float* t = pool_row_buffer(s, g);
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < rows; ++row)
       max_pool_row(s, g, x + row / oh * s.h * s.w, row % oh, t, t + g.tlen, y + row * ow);
   }
+}
+
+void max_pool2d_cpu_planes(const Pool2dShape& s, const float* x, float* y, int64_t y_plane) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), planes = s.n * s.c;
+  if (oh == 0 || ow == 0) return;
+  if (is_plain_2x2(s)) return max_pool2x2(s, x, y, 0, planes, y_plane);
+  const PoolRowGeom g = pool_row_geom(s);
+  float* t = pool_row_buffer(s, g);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oy = 0; oy < oh; ++oy)
+      max_pool_row(s, g, x + p * s.h * s.w, oy, t, t + g.tlen, y + p * y_plane + oy * ow);
 }
 
 void avg_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {

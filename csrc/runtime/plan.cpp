@@ -101,6 +101,7 @@ struct Step {
   Epilogue epi;
   int64_t numel = 0;  // activation: elements; copy: bytes
   int64_t packed = -1;  // CPU conv2d / gemm with constant weights in the kernels' layout: floats into host_packed
+  int64_t pool_h = 0, pool_w = 0;  // CPU conv2d: the max pool fused after it (conv2d_max_pool_cpu); 0: none
   std::variant<std::monostate, Conv2dShape, ConvTranspose2dShape, Pool2dShape, GlobalPoolShape,
                GemmShape, MatMulShape, PixelShuffleShape, ResizeShape, SoftmaxShape, BinaryShape,
                BatchNormShape, ConcatData, StridedCopyShape, PadShape, LrnShape, ReduceShape, DwPwShape>
@@ -567,10 +568,21 @@ class StepBuilder {
     return s;
   }
 
+  // Optional attr max_pool = [kh, kw]: a max pool with kernel = stride and no padding after the epilogue
+  // (CPU only; the residual has the conv's output shape).
   void conv2d() {
     const Conv2dShape s = conv_shape(1, false);
     const std::vector<int64_t> ys{s.n, s.k, s.out_h(), s.out_w()};
-    expect_out(ys);
+    if (find("max_pool")) {
+      if (spec_.device != "cpu") fail("max_pool runs on the CPU only (on CUDA, run a max_pool2d step after it)");
+      const auto k = get_ints("max_pool", 2, 1, kMaxDim);
+      if (k[0] > ys[2] || k[1] > ys[3])
+        fail("max_pool ", shape_str(k), " is larger than the conv output ", shape_str(ys));
+      step_.pool_h = k[0], step_.pool_w = k[1];
+      expect_out({s.n, s.k, ys[2] / k[0], ys[3] / k[1]});
+    } else {
+      expect_out(ys);
+    }
     if (present(2)) expect(2, "bias", {s.k});
     if (present(3)) expect(3, "residual", ys);
     step_.epi = get_epilogue();
@@ -1166,7 +1178,9 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
         if (auto* c = std::get_if<Conv2dShape>(&s.shape)) ws = std::max(ws, conv2d_cuda_workspace(*c, dt));
 #endif
       } else if (auto* c = std::get_if<Conv2dShape>(&s.shape)) {
-        ws = std::max(ws, conv2d_cpu_workspace(*c, prepacks(s)));
+        ws = std::max(ws, s.pool_h ? conv2d_max_pool_cpu_workspace(*c, s.pool_h, s.pool_w, s.in.size() > 3 &&
+                                                                   s.in[3].region >= 0, prepacks(s))
+                                   : conv2d_cpu_workspace(*c, prepacks(s)));
       } else if (auto* d = std::get_if<DwPwShape>(&s.shape)) {
         ws = std::max(ws, conv2d_dw_pw_cpu_workspace(*d, prepacks(s)));
       } else if (auto* t = std::get_if<ConvTranspose2dShape>(&s.shape)) {
@@ -1309,10 +1323,15 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
   auto in = [&](int i) { return i < static_cast<int>(s.in.size()) ? at<const float>(b, s.in[i]) : nullptr; };
   float* y = at(b, s.out);
   switch (s.op) {
-    case Op::Conv2d:
-      conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws,
-                 s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
+    case Op::Conv2d: {
+      const float* packed = s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr;
+      if (s.pool_h)
+        conv2d_max_pool_cpu(std::get<Conv2dShape>(s.shape), s.pool_h, s.pool_w, in(0), in(1), in(2), in(3), y,
+                            s.epi, ws, packed);
+      else
+        conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws, packed);
       break;
+    }
     case Op::ConvTranspose2d:
       conv_transpose2d_cpu(std::get<ConvTranspose2dShape>(s.shape), in(0), in(1), in(2), y, s.epi, ws);
       break;

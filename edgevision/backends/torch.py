@@ -163,7 +163,10 @@ def _conv2d(attrs, args, shapes):
         x, padding = F.pad(x, (l, r, t, b)), (0, 0)
     y = F.conv2d(x, w, bias, tuple(attrs.get("stride", (1, 1))), padding, tuple(attrs.get("dilation", (1, 1))),
                  int(attrs.get("groups", 1)))
-    return [_epilogue(y, attrs, res)]
+    y = _epilogue(y, attrs, res)
+    if "max_pool" in attrs:  # a CPU plan's fused pool (kernel = stride, no padding)
+        y = F.max_pool2d(y, tuple(attrs["max_pool"]))
+    return [y]
 
 
 def _conv2d_dw_pw(attrs, args, shapes):

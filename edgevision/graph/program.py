@@ -198,9 +198,10 @@ def step_flops(step: dict, values: list[dict]) -> float:
     out = shape(step["outputs"][0])
     n_out = _prod(out)
     op, a = step["op"], step["attrs"]
-    if op == "conv2d":
+    if op == "conv2d":  # with a fused max pool: the conv outputs under its windows, and the pool
         w = shape(step["inputs"][1])
-        return 2.0 * n_out * w[1] * w[2] * w[3]
+        window = _prod(a["max_pool"]) if "max_pool" in a else 1
+        return 2.0 * n_out * window * w[1] * w[2] * w[3] + (n_out * window if window > 1 else 0)
     if op == "conv2d_dw_pw":  # the depthwise's output map is the 1x1 conv's; the expand conv's is its input's
         wd, wp = shape(step["inputs"][1]), shape(step["inputs"][3])
         flops = 2.0 * n_out / out[1] * (wd[0] * wd[2] * wd[3] + wp[0] * wp[1])
@@ -233,6 +234,8 @@ def epilogue_text(step: dict) -> str:
     residual = {"conv2d": 3, "gemm": 3, "conv2d_dw_pw": 5}.get(step["op"])
     if residual is not None and len(step["inputs"]) > residual and step["inputs"][residual] >= 0:
         parts.insert(len(parts) if a.get("residual_after_act") else 0, "+residual")
+    if "max_pool" in a:
+        parts.append("-> max_pool " + "x".join(map(str, a["max_pool"])))
     if step["op"] == "conv2d_dw_pw":  # the expand and depthwise convs' activations come first
         parts.insert(0, f"dw {a['dw_act']} ->" if a["dw_act"] != "none" else "dw ->")
         if "ex_act" in a:
@@ -287,6 +290,7 @@ def compile_spec(model, *, device: str = "cpu", precision: str = "fp32", input_s
     passes.optimize(graph)
     if device == "cpu":
         passes.fuse_depthwise_pointwise(graph)
+        passes.fuse_conv_max_pool(graph)
     return lower(graph, device=device, dtype=dtype, num_threads=num_threads), graph
 
 
