@@ -311,6 +311,33 @@ STRIDED_1X1_CASES = [
 ]
 
 
+# 1x1 at batch 1 on 10x10 to 14x14 maps with at least twice as many input channels as outputs and 192 to one
+# depth block of them per thread: the input channels are split over the threads (partial sums, then each thread
+# adds up its rows and applies the epilogue). Otherwise (1 thread, fewer channels per thread) the plain path.
+SPLIT_K_CASES = [
+    # c, k, h, w
+    (384, 64, 14, 14),    # MobileNetV2's projection: split at 2 threads
+    (576, 96, 14, 14),    # split at 2 and 3 threads
+    (1152, 192, 10, 10),  # 576 channels per thread at 2 threads: one depth block with AVX-512 (plain with AVX2)
+    (401, 13, 10, 11),    # a ragged row panel, a 14-column last panel, channels not a multiple of the threads
+    (769, 30, 12, 9),     # split at 2, 3 and 4 threads, the last thread's channels fewer
+    (960, 320, 7, 7),     # 7x7: plain
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("case", SPLIT_K_CASES, ids=lambda c: f"{c[0]}-{c[1]}@{c[2]}x{c[3]}")
+@pytest.mark.parametrize("act, res, after", [("clip", True, False), ("hardswish", True, True), (None, False, False)])
+def test_conv2d_pointwise_split_k(case, threads, act, res, after):
+    c, k, h, w = case
+    cfg = dict(n=1, c=c, k=k, h=h, w=w, r=1, s=1, stride=(1, 1), dil=(1, 1), pad=(0,) * 4, groups=1,
+               act=act, alpha=0.0 if act == "clip" else None, beta=6.0 if act == "clip" else None, bias=True,
+               res=res, after=after, seed=5)
+    x, wt, b, r = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, wt, b, r))
+    check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, r, reference=True), torch_conv(cfg, x, wt, b, r), str(cfg))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", STRIDED_1X1_CASES, ids=lambda c: f"n{c[0]}-{c[1]}-{c[2]}@{c[3]}x{c[4]}s{c[5]}g{c[6]}")
 def test_conv2d_strided_pointwise(case, threads):

@@ -331,6 +331,69 @@ void conv_pointwise(const Conv2dShape& s, const float* x, const float* pw, const
   }
 }
 
+// 1x1 convs at batch 1 on 10x10 to 14x14 maps whose input channels are at least twice the outputs (MobileNet's
+// and EfficientNet's projections) split K over the threads, not M or N: thread t sums over input channels
+// [t kb, (t + 1) kb) into its own M x N partial sums; after a barrier each thread adds up the partials of its
+// share of the output rows and applies the epilogue. The depthwise conv that feeds such a 1x1 splits its
+// channels over the threads too (conv_dw_cblock), so each thread now reads the input that it wrote itself; split
+// over pixels or output channels, half of the input crossed cores (C++ harness, 2 threads, each input half
+// written by the other core before the call: 384 -> 64 at 14x14 0.65x the time, 576 -> 96 0.74x). In the
+// models (Xeon, 2 threads, per-step medians, last build against this one): the 14x14 projections with 192+
+// channels per thread 0.86-0.92x (EfficientNet-Lite0's 672 -> 112 0.85), but those with 96-120 per thread
+// 1.03-1.05x and the 7x7 ones (N = 49) 0.98-1.05x, so neither splits. The weights are packed in depth blocks of
+// kb, one per thread, so the choice is made at pack time under the thread count of the run (a plan packs under
+// its own).
+int64_t split_k_depth(const Conv2dShape& s, int threads) { return sgemm::ceil_div(s.c, threads); }
+
+bool pointwise_split_k(const Conv2dShape& s, int threads) {
+  const int64_t kb = split_k_depth(s, threads), hw = s.h * s.w;
+  return threads > 1 && is_pointwise(s) && s.n == 1 && s.groups == 1 && hw >= 100 && hw <= 196 &&
+         s.c >= 2 * s.k && kb >= 192 && kb <= sgemm::KC_ONE && (threads - 1) * kb < s.c;  // every thread has depth
+}
+
+struct SplitKGeom {
+  int64_t kb, part, gemm, per;  // depth per thread; floats of its partial sums, sgemm scratch, all with a row
+};
+
+SplitKGeom split_k_geom(const Conv2dShape& s, int threads) {
+  SplitKGeom g;
+  g.kb = split_k_depth(s, threads);
+  g.part = sgemm::round_up(s.k * s.h * s.w, 16);
+  g.gemm = sgemm::round_up(sgemm::thread_scratch_floats(s.k, g.kb), 16);
+  g.per = g.part + g.gemm + sgemm::round_up(s.h * s.w, 16);
+  return g;
+}
+
+void conv_pointwise_split_k(const Conv2dShape& s, const float* x, const float* pw, const float* bias,
+                            const float* res, float* y, const Epilogue& e, void* ws) {
+  const int threads = omp_get_max_threads();
+  const SplitKGeom g = split_k_geom(s, threads);
+  const int64_t M = s.k, N = s.h * s.w;
+  float* base = sgemm::align64(ws);
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t k0 = t * g.kb, kl = std::min(g.kb, s.c - k0);  // > 0 (pointwise_split_k)
+    float* part = base + t * g.per;
+    float* row = part + g.part + g.gemm;
+    const sgemm::AView av{pw + k0 * sgemm::round_up(M, sgemm::MR), 0, 0, true};  // depth block t
+    const PointwisePackB pb{x, s.c, N, k0};
+    const sgemm::CView cv{part, N, N, N, N, nullptr, true, nullptr, 1.f, Epilogue{}};  // plain sums
+    sgemm::run_tile_range(M, kl, av, pb, cv, 0, M, 0, N, part + g.part);
+#pragma omp barrier
+    for (int64_t i = M * t / nt; i < M * (t + 1) / nt; ++i) {
+      std::copy(base + i * N, base + (i + 1) * N, row);
+      for (int u = 1; u < nt; ++u) {
+        const float* pu = base + u * g.per + i * N;
+        for (int64_t j = 0; j < N; ++j) row[j] += pu[j];
+      }
+      store(row, 1, static_cast<int>(N), y + i * N, N, res ? res + i * N : nullptr, bias ? bias + i : nullptr,
+            nullptr, 1.f, e);
+    }
+  }
+}
+
 // 1x1 at stride > 1 without padding (ResNet's downsampling shortcuts) reads only every sh-th row and sw-th
 // column: those pixels are gathered into a compact [n, c, oh, ow] copy that then runs as a pointwise conv.
 // Through conv_padded the whole input was memset, copied into sh * sw phases and packed again: 2.1-2.6x
@@ -1096,6 +1159,7 @@ void conv_dw3(const Conv2dShape& s, const float* x, const float* w, const float*
 // not recomputed) into a buffer, the depthwise output of every channel goes into a tile, and the 1x1
 // conv's GEMM reads that tile (each GEMM one thread's run_tile_range); all of it stays in L2.
 // ---------------------------------------------------------------------------------------------
+// (Its maps are 28+ columns wide, so its 1x1 weights are never packed for pointwise_split_k.)
 bool dw_pw_band(const DwPwShape& d) {
   return kernel_fits(d.dw) && d.dw.k == d.dw.c && dw3_fast(d.dw) && !dw_cblock(d.dw) && d.pw.groups == 1 &&
          (!d.expand || d.ex.groups == 1);
@@ -1642,6 +1706,7 @@ size_t conv2d_workspace(const Conv2dShape& s) {
     const int64_t per = dw_cblock(s) ? cb_thread_floats(s) : dw3_fast(s) ? dw3_thread_floats(s) : dw_thread_floats(s);
     return static_cast<size_t>(per) * threads * sizeof(float) + 64;
   }
+  if (pointwise_split_k(s, threads)) return static_cast<size_t>(split_k_geom(s, threads).per) * threads * sizeof(float) + 64;
   if (is_pointwise(s))
     return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads);
   if (is_strided_pointwise(s))
@@ -1669,6 +1734,8 @@ void conv2d_cpu_pack(const Conv2dShape& s, const float* w, float* packed) {
   if (conv2d_cpu_packed_floats(s) == 0) return;
   if (use_winograd(s)) return wino_weights(s, wino_geom(s), w, packed);
   const int64_t kg = s.k / s.groups, K = s.c / s.groups * s.r * s.s;
+  const int threads = omp_get_max_threads();
+  if (pointwise_split_k(s, threads)) return sgemm::pack_a(w, s.k, s.c, packed, split_k_depth(s, threads));
 #pragma omp parallel for schedule(static) if (s.k * K > 65536)
   for (int64_t g = 0; g < s.groups; ++g)
     sgemm::pack_a(w + g * kg * K, kg, K, packed + g * sgemm::packed_a_floats(kg, K));
@@ -1696,6 +1763,8 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_dw3(s, x, w, bias, residual, y, e, workspace);
   else if (is_depthwise(s))
     conv_depthwise(s, x, w, bias, residual, y, e, workspace);
+  else if (pointwise_split_k(s, omp_get_max_threads()))
+    conv_pointwise_split_k(s, x, packed, bias, residual, y, e, workspace);
   else if (is_pointwise(s))
     conv_pointwise(s, x, packed, bias, residual, y, e, workspace);
   else if (is_strided_pointwise(s))

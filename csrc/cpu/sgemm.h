@@ -281,9 +281,9 @@ inline int64_t packed_index(int64_t M, int64_t K, int64_t i, int64_t p) {
   return packed_panel_offset(M, i - i % MR, pc, std::min(kb, K - pc)) + (p - pc) * MR + i % MR;
 }
 
-// A (M x K, row-major) -> dst (packed_a_floats(M, K) floats).
-inline void pack_a(const float* a, int64_t M, int64_t K, float* dst) {
-  const int64_t kb = depth_block(K);
+// A (M x K, row-major) -> dst (packed_a_floats(M, K) floats), in depth blocks of kb (0: depth_block(K)).
+inline void pack_a(const float* a, int64_t M, int64_t K, float* dst, int64_t kb = 0) {
+  if (kb == 0) kb = depth_block(K);
   for (int64_t pc = 0; pc < K; pc += kb) {
     const int64_t kc = std::min(kb, K - pc);
     for (int64_t ir = 0; ir < M; ir += MR) {
