@@ -167,77 +167,83 @@ PadGeom pad_geom(const Conv2dShape& s) {
   return g;
 }
 
-// Zeroes the padding of channels [c0, c1) of xp: the padded rows outside the image, and in the image's rows
-// the columns left and right of it, in every stride phase. (A memset of the whole padded image before each
-// copy wrote it twice, on one thread: 0.9 MB for ResNet-18's 64 -> 128 stride-2 conv at 56x56.)
-void zero_padding(const Conv2dShape& s, const PadGeom& g, float* xp, int64_t c0, int64_t c1) {
-  const int64_t sh = s.stride_h, sw = s.stride_w;
+// Zeroes the padding of padded rows [r0, r1) of xp (row r: channel r / (hq sh), padded row r % (hq sh); all
+// c hq sh of them for the whole image): the padded rows outside the image, and in the image's rows the columns
+// left and right of it, in every stride phase. (A memset of the whole padded image before each copy wrote it
+// twice, on one thread: 0.9 MB for ResNet-18's 64 -> 128 stride-2 conv at 56x56.) Threads split rows, not
+// channels: the stem convs have 3 input channels, which two threads split 1 : 2.
+int64_t padded_rows(const Conv2dShape& s, const PadGeom& g) { return s.c * g.hq * s.stride_h; }
+
+void zero_padding(const Conv2dShape& s, const PadGeom& g, float* xp, int64_t r0, int64_t r1) {
+  const int64_t sh = s.stride_h, sw = s.stride_w, rows = g.hq * sh;
   const bool side_columns = s.pad_l > 0 || g.wq * sw > s.pad_l + s.w;  // image rows have padding columns
-  for (int64_t ci = c0; ci < c1; ++ci)
-    for (int64_t row = 0; row < g.hq * sh; ++row) {
-      float* prow = xp + ci * g.chan + (row % sh) * sw * g.phase + (row / sh) * g.wq;
-      const bool inside = row >= s.pad_t && row < s.pad_t + s.h;
-      if (inside && !side_columns) continue;
-      for (int64_t px = 0; px < sw; ++px) {
-        float* d = prow + px * g.phase;
-        // Phase column q holds padded column q * sw + px; the image covers [pad_l, pad_l + w).
-        const int64_t left = inside ? std::min(g.wq, (s.pad_l - px + sw - 1) / sw) : g.wq;
-        const int64_t right = inside ? std::min(g.wq, (s.pad_l + s.w - px + sw - 1) / sw) : g.wq;
-        std::fill(d, d + left, 0.f);
-        std::fill(d + right, d + g.wq, 0.f);
-      }
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t ci = r / rows, row = r % rows;
+    float* prow = xp + ci * g.chan + (row % sh) * sw * g.phase + (row / sh) * g.wq;
+    const bool inside = row >= s.pad_t && row < s.pad_t + s.h;
+    if (inside && !side_columns) continue;
+    for (int64_t px = 0; px < sw; ++px) {
+      float* d = prow + px * g.phase;
+      // Phase column q holds padded column q * sw + px; the image covers [pad_l, pad_l + w).
+      const int64_t left = inside ? std::min(g.wq, (s.pad_l - px + sw - 1) / sw) : g.wq;
+      const int64_t right = inside ? std::min(g.wq, (s.pad_l + s.w - px + sw - 1) / sw) : g.wq;
+      std::fill(d, d + left, 0.f);
+      std::fill(d + right, d + g.wq, 0.f);
     }
+  }
 }
 
-// Writes the interior of image `src` (channels [c0, c1)) into xp; the padding stays as zero_padding left it.
-void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* xp, int64_t c0,
-               int64_t c1) {
+// Writes input rows [r0, r1) of image `src` (row r: channel r / h, image row r % h; all c h of them for the
+// whole image) into xp; the padding stays as zero_padding left it.
+void pad_image(const Conv2dShape& s, const PadGeom& g, const float* src, float* xp, int64_t r0, int64_t r1) {
   const int64_t sh = s.stride_h, sw = s.stride_w;
   // No column padding at stride 1: a channel's rows are contiguous in xp too, one copy per channel (and
   // one for all when there is no row padding either): a memcpy per row of the seed CNN's 6x6 conv took
   // more time than its data.
   if (sh == 1 && sw == 1 && s.pad_l == 0 && s.pad_r == 0) {
-    const int64_t hw = s.h * s.w;
-    if (g.chan == hw) {
-      std::memcpy(xp + c0 * hw, src + c0 * hw, (c1 - c0) * hw * sizeof(float));
+    if (g.chan == s.h * s.w) {
+      if (r1 > r0) std::memcpy(xp + r0 * s.w, src + r0 * s.w, (r1 - r0) * s.w * sizeof(float));
       return;
     }
-    for (int64_t ci = c0; ci < c1; ++ci)
-      std::memcpy(xp + ci * g.chan + s.pad_t * g.wq, src + ci * hw, hw * sizeof(float));
+    for (int64_t r = r0; r < r1;) {
+      const int64_t ci = r / s.h, iy = r % s.h, n = std::min(r1 - r, s.h - iy);
+      std::memcpy(xp + ci * g.chan + (s.pad_t + iy) * g.wq, src + r * s.w, n * s.w * sizeof(float));
+      r += n;
+    }
     return;
   }
-  for (int64_t ci = c0; ci < c1; ++ci)
-    for (int64_t iy = 0; iy < s.h; ++iy) {
-      const float* srow = src + (ci * s.h + iy) * s.w;
-      const int64_t row = iy + s.pad_t;
-      float* drow = xp + ci * g.chan + (row % sh) * sw * g.phase + (row / sh) * g.wq;
-      if (sw == 1 && s.w >= 8 && s.w <= 16) {  // two overlapping vectors; a memcpy call costs more
-        *reinterpret_cast<v8fu*>(drow + s.pad_l) = *reinterpret_cast<const v8fu*>(srow);
-        *reinterpret_cast<v8fu*>(drow + s.pad_l + s.w - 8) = *reinterpret_cast<const v8fu*>(srow + s.w - 8);
-        continue;
-      }
-      if (sw == 1) {
-        std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
-        continue;
-      }
-      int64_t ix = 0;
-      // Stride 2: 16 inputs -> 8 even + 8 odd padded columns by two shuffles. In-model A/B against the
-      // scalar loop (epyc2, 1 thread): MobileNetV2's stem 630 -> 556 us, ResNet-18's 1x1 stride-2
-      // shortcuts 449 -> 370 and 386 -> 350 us.
-      if (sw == 2)
-        for (; ix + 16 <= s.w; ix += 16) {
-          const v8f a = *reinterpret_cast<const v8fu*>(srow + ix);
-          const v8f b = *reinterpret_cast<const v8fu*>(srow + ix + 8);
-          const int64_t pc = ix + s.pad_l;  // padded column of srow[ix]
-          *reinterpret_cast<v8fu*>(drow + (pc % 2) * g.phase + pc / 2) = cpu::even_lanes(a, b);
-          *reinterpret_cast<v8fu*>(drow + ((pc + 1) % 2) * g.phase + (pc + 1) / 2) = cpu::odd_lanes(a, b);
-        }
-      int64_t px = (ix + s.pad_l) % sw, col = (ix + s.pad_l) / sw;
-      for (; ix < s.w; ++ix) {
-        drow[px * g.phase + col] = srow[ix];
-        if (++px == sw) px = 0, ++col;
-      }
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t ci = r / s.h, iy = r % s.h;
+    const float* srow = src + r * s.w;
+    const int64_t row = iy + s.pad_t;
+    float* drow = xp + ci * g.chan + (row % sh) * sw * g.phase + (row / sh) * g.wq;
+    if (sw == 1 && s.w >= 8 && s.w <= 16) {  // two overlapping vectors; a memcpy call costs more
+      *reinterpret_cast<v8fu*>(drow + s.pad_l) = *reinterpret_cast<const v8fu*>(srow);
+      *reinterpret_cast<v8fu*>(drow + s.pad_l + s.w - 8) = *reinterpret_cast<const v8fu*>(srow + s.w - 8);
+      continue;
     }
+    if (sw == 1) {
+      std::memcpy(drow + s.pad_l, srow, s.w * sizeof(float));
+      continue;
+    }
+    int64_t ix = 0;
+    // Stride 2: 16 inputs -> 8 even + 8 odd padded columns by two shuffles. In-model A/B against the
+    // scalar loop (epyc2, 1 thread): MobileNetV2's stem 630 -> 556 us, ResNet-18's 1x1 stride-2
+    // shortcuts 449 -> 370 and 386 -> 350 us.
+    if (sw == 2)
+      for (; ix + 16 <= s.w; ix += 16) {
+        const v8f a = *reinterpret_cast<const v8fu*>(srow + ix);
+        const v8f b = *reinterpret_cast<const v8fu*>(srow + ix + 8);
+        const int64_t pc = ix + s.pad_l;  // padded column of srow[ix]
+        *reinterpret_cast<v8fu*>(drow + (pc % 2) * g.phase + pc / 2) = cpu::even_lanes(a, b);
+        *reinterpret_cast<v8fu*>(drow + ((pc + 1) % 2) * g.phase + (pc + 1) / 2) = cpu::odd_lanes(a, b);
+      }
+    int64_t px = (ix + s.pad_l) % sw, col = (ix + s.pad_l) / sw;
+    for (; ix < s.w; ++ix) {
+      drow[px * g.phase + col] = srow[ix];
+      if (++px == sw) px = 0, ++col;
+    }
+  }
 }
 
 struct PaddedPackB {
@@ -467,11 +473,11 @@ void conv_padded(const Conv2dShape& s, const float* x, const float* pw, const fl
     {
       float* xp = base + omp_get_thread_num() * per;
       // Once per call: every image's copy rewrites only the interior.
-      zero_padding(s, pg, xp, 0, s.c);
+      zero_padding(s, pg, xp, 0, padded_rows(s, pg));
       std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);  // the slack past the last channel
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.n; ++b) {
-        pad_image(s, pg, x + b * in_img, xp, 0, s.c);
+        pad_image(s, pg, x + b * in_img, xp, 0, s.c * s.h);
         conv_padded_image(s, pg, xp, pw, bias, res ? res + b * out_img : nullptr, y + b * out_img,
                           e, xp + pg.image, 1);
       }
@@ -484,9 +490,10 @@ void conv_padded(const Conv2dShape& s, const float* x, const float* pw, const fl
 #pragma omp parallel num_threads(threads) if (threads > 1 && in_img > 16384)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t c0 = s.c * t / nt, c1 = s.c * (t + 1) / nt;
-      if (b == 0) zero_padding(s, pg, xp, c0, c1);  // once per call: the images' copies rewrite the interior
-      pad_image(s, pg, x + b * in_img, xp, c0, c1);
+      const int64_t rows = s.c * s.h, prows = padded_rows(s, pg);
+      // once per call: the images' copies rewrite the interior
+      if (b == 0) zero_padding(s, pg, xp, prows * t / nt, prows * (t + 1) / nt);
+      pad_image(s, pg, x + b * in_img, xp, rows * t / nt, rows * (t + 1) / nt);
     }
     conv_padded_image(s, pg, xp, pw, bias, res ? res + b * out_img : nullptr, y + b * out_img, e,
                       xp + pg.image, threads);
@@ -1666,11 +1673,11 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
     {
       float* xp = base + omp_get_thread_num() * f.per;
       float* band = xp + pg.image;
-      zero_padding(s, pg, xp, 0, s.c);  // once per call: every image's copy rewrites only the interior
+      zero_padding(s, pg, xp, 0, padded_rows(s, pg));  // once per call: each copy rewrites only the interior
       std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.n; ++b) {
-        pad_image(s, pg, x + b * in_img, xp, 0, s.c);
+        pad_image(s, pg, x + b * in_img, xp, 0, s.c * s.h);
         conv_pool_band(s, ps, pg, xp, pw, bias, e, 0, prows, band, band + f.band, y + b * pool_img);
       }
     }
@@ -1682,13 +1689,13 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t c0 = s.c * t / nt, c1 = s.c * (t + 1) / nt;
+    const int64_t in_rows = s.c * s.h, pad_rows = padded_rows(s, pg);  // split for the padded copy
     const int used = std::min(banded, nt);
     const int64_t p0 = std::min(prows, prows * t / used), p1 = t < used ? prows * (t + 1) / used : p0;
     float* band = xp + pg.image + t * f.per;
-    zero_padding(s, pg, xp, c0, c1);
+    zero_padding(s, pg, xp, pad_rows * t / nt, pad_rows * (t + 1) / nt);
     for (int64_t b = 0; b < s.n; ++b) {
-      pad_image(s, pg, x + b * in_img, xp, c0, c1);
+      pad_image(s, pg, x + b * in_img, xp, in_rows * t / nt, in_rows * (t + 1) / nt);
 #pragma omp barrier
       if (p0 < p1) conv_pool_band(s, ps, pg, xp, pw, bias, e, p0, p1, band, band + f.band, y + b * pool_img);
       if (b + 1 < s.n) {
