@@ -314,6 +314,20 @@ def test_conv2d_packed_weights(rng, case, weights):
     check_packed_weights(b, wi, x, wt, ref, weights, packs=weights != "input" and g != c)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_split_k_weights_packed_for_the_plan_threads(rng, threads):
+    """A 1x1 conv whose weights are packed per thread (split-K: 384 -> 64 at 14x14) gets them packed under the
+    plan's thread count, not the process's: both the packing and the run follow num_threads."""
+    x, wt, bias = rand(rng, 1, 384, 14, 14), rand(rng, 64, 384, 1, 1, scale=0.1), rand(rng, 64)
+    ref = ops.conv2d(x, wt, bias, activation="relu", reference=True)
+    b = SpecBuilder(num_threads=threads)
+    b.step("conv2d", [b.input(x.shape), b.const(wt), b.const(bias), -1], b.output(ref.shape), stride=[1, 1],
+           pads=[0] * 4, dilation=[1, 1], groups=1, act="relu")
+    y = np.full(ref.shape, np.nan, np.float32)
+    _C.Plan(b.spec()).run([x], [y])
+    close(y, ref)
+
+
 def check_packed_weights(b, wi, x, wt, ref, weights, packs):
     """Builds the plan of `b` (one step reading input x and weights wi; "shared": a copy step outputs the
     weights too), checks whether it packed weights, and runs it twice (the second run reads the same packed
@@ -860,7 +874,7 @@ def test_cuda_device_in_cpu_build(rng):
 def all_ops_spec(rng):
     """A chain through most ops (strided_copy, pad, resize, pixel_shuffle, conv_transpose2d,
     batch_norm, lrn, concat, reduce, binary, alias, matmul, avg_pool2d, global_max_pool, copy,
-    conv2d_dw_pw) on a small input: the second base of the mutation loop."""
+    conv2d_dw_pw, conv2d with max_pool) on a small input: the second base of the mutation loop."""
     b = SpecBuilder()
     x = b.input([1, 4, 6, 6], "x")
     s0 = b.step("strided_copy", [x], b.arena([1, 4, 6, 6]), x_strides=[144, 36, 1, 6], x_offset=0)
@@ -887,13 +901,15 @@ def all_ops_spec(rng):
                             b.const(rand(rng, 3)), -1, b.const(rand(rng, 6, 4, 1, 1)), -1],
            b.output([1, 3, 5, 5], "dwpw"), stride=[2, 2], pads=[1, 1, 1, 1], dilation=[1, 1], dw_act="relu", act="none",
            ex_act="clip", ex_alpha=0.0, ex_beta=6.0)
+    b.step("conv2d", [s9, b.const(rand(rng, 5, 4, 3, 3)), b.const(rand(rng, 5)), -1], b.output([1, 5, 4, 4], "convpool"),
+           stride=[1, 1], pads=[0, 0, 0, 0], dilation=[1, 1], groups=1, act="relu", max_pool=[2, 2])
     return b.spec()
 
 
 def test_all_ops_chain_runs(rng):
     plan = _C.Plan(all_ops_spec(rng))
     outs = [np.full((1, 4, 1, 1), np.nan, np.float32), np.full(12, np.nan, np.float32),
-            np.full((1, 3, 5, 5), np.nan, np.float32)]
+            np.full((1, 3, 5, 5), np.nan, np.float32), np.full((1, 5, 4, 4), np.nan, np.float32)]
     plan.run([rand(rng, 1, 4, 6, 6)], outs)
     assert all(np.isfinite(o).all() for o in outs)
 

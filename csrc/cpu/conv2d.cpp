@@ -1595,8 +1595,8 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 // computes a band of conv output rows that covers whole pooled rows, all channels, into its own buffer and
 // pools it: the conv output never crosses cores (in one shared buffer, the bands' edges shared cache lines at
 // every plane), the pool is no step of its own (no second team wake-up), and conv rows past the last whole
-// window are not computed. The padded copy of the input is shared: its channels are split over the threads,
-// then a barrier. A residual (conv2d's, of the conv's output shape) takes the conv-then-pool path.
+// window are not computed. The padded copy of the input is shared: its rows are split over the threads, then a
+// barrier. A residual (conv2d's, of the conv's output shape) takes the conv-then-pool path.
 // ---------------------------------------------------------------------------------------------
 Pool2dShape pool_after(const Conv2dShape& s, int64_t ph, int64_t pw) {
   Pool2dShape p;
@@ -1713,7 +1713,8 @@ size_t conv2d_workspace(const Conv2dShape& s) {
     const int64_t per = dw_cblock(s) ? cb_thread_floats(s) : dw3_fast(s) ? dw3_thread_floats(s) : dw_thread_floats(s);
     return static_cast<size_t>(per) * threads * sizeof(float) + 64;
   }
-  if (pointwise_split_k(s, threads)) return static_cast<size_t>(split_k_geom(s, threads).per) * threads * sizeof(float) + 64;
+  if (pointwise_split_k(s, threads))
+    return static_cast<size_t>(split_k_geom(s, threads).per) * threads * sizeof(float) + 64;
   if (is_pointwise(s))
     return sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads);
   if (is_strided_pointwise(s))

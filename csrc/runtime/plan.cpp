@@ -1237,6 +1237,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
     }
     packed_bytes = floats * static_cast<int64_t>(sizeof(float));
     host_packed = host_alloc(packed_bytes);
+    OmpThreads guard(threads);  // a layout may depend on the thread count (conv2d_cpu_pack's split-K 1x1 convs)
     for (Step& s : steps)
       if (s.packed >= 0)
         pack(s, [&](int i) { return source(s.in[i]); }, static_cast<float*>(host_packed.get()) + s.packed);
