@@ -1754,15 +1754,22 @@ size_t conv2d_cpu_workspace(const Conv2dShape& s, bool prepacked) {
   return conv2d_workspace(s) + own;
 }
 
+namespace {
+// The weights in the kernels' layout: `packed` when given, else packed into the front of the workspace, which
+// then starts after them.
+const float* packed_or_pack(const Conv2dShape& s, const float* w, const float* packed, void*& workspace) {
+  const int64_t own = packed ? 0 : conv2d_cpu_packed_floats(s);
+  if (own == 0) return packed;
+  float* p = sgemm::align64(workspace);
+  conv2d_cpu_pack(s, w, p);
+  workspace = p + sgemm::round_up(own, 16);
+  return p;
+}
+}  // namespace
+
 void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue& e, void* workspace, const float* packed) {
-  const int64_t own = packed ? 0 : conv2d_cpu_packed_floats(s);
-  if (own > 0) {  // pack into the front of the workspace
-    float* p = sgemm::align64(workspace);
-    conv2d_cpu_pack(s, w, p);
-    packed = p;
-    workspace = p + sgemm::round_up(own, 16);
-  }
+  packed = packed_or_pack(s, w, packed, workspace);
   if (!kernel_fits(s))
     conv2d_ref(s, x, w, bias, residual, y, e);
   else if (is_depthwise(s) && dw_cblock(s))
@@ -1796,13 +1803,7 @@ size_t conv2d_max_pool_cpu_workspace(const Conv2dShape& s, int64_t ph, int64_t p
 void conv2d_max_pool_cpu(const Conv2dShape& s, int64_t ph, int64_t pw, const float* x, const float* w,
                          const float* bias, const float* residual, float* y, const Epilogue& e, void* workspace,
                          const float* packed) {
-  const int64_t own = packed ? 0 : conv2d_cpu_packed_floats(s);
-  if (own > 0) {  // pack into the front of the workspace
-    float* p = sgemm::align64(workspace);
-    conv2d_cpu_pack(s, w, p);
-    packed = p;
-    workspace = p + sgemm::round_up(own, 16);
-  }
+  packed = packed_or_pack(s, w, packed, workspace);
   const Pool2dShape ps = pool_after(s, ph, pw);
   if (pool_fused(s, residual)) return conv_padded_pool(s, ps, x, packed, bias, y, e, workspace);
   // Any other conv path: the conv, then the pool, through the workspace.
