@@ -766,7 +766,7 @@ def fuse_conv_max_pool(g: Graph) -> None:
     dilation) -> the conv2d with attr max_pool = kernel (CPU plans only): each thread pools the conv rows it
     computed (csrc/cpu/conv2d.cpp conv_padded_pool), so the classic CNN's conv -> relu -> 2x2 pool is one step
     and its conv output never crosses cores. Paired C++ A/B on the Xeon, 2 threads, the seed CNN's convs with
-    their pools: 0.73-0.82x the time of the conv and the pool in turn (batch 8: 0.89-0.95x)."""
+    their pools: 0.69-0.85x the time of the conv and the pool in turn (batch 8: 0.88-0.89x)."""
     for pool in [n for n in g.nodes if n.op == "max_pool2d"]:
         cons, prod = g.consumers(), g.producers()
         conv = prod.get(pool.inputs[0])
