@@ -1749,9 +1749,15 @@ void conv2d_cpu_pack(const Conv2dShape& s, const float* w, float* packed) {
     sgemm::pack_a(w + g * kg * K, kg, K, packed + g * sgemm::packed_a_floats(kg, K));
 }
 
+namespace {
+// Workspace bytes for the weights that packed_or_pack packs per call (none when prepacked).
+size_t own_packing_bytes(const Conv2dShape& s, bool prepacked) {
+  return prepacked ? 0 : sgemm::round_up(conv2d_cpu_packed_floats(s), 16) * sizeof(float);
+}
+}  // namespace
+
 size_t conv2d_cpu_workspace(const Conv2dShape& s, bool prepacked) {
-  const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_cpu_packed_floats(s), 16) * sizeof(float);
-  return conv2d_workspace(s) + own;
+  return conv2d_workspace(s) + own_packing_bytes(s, prepacked);
 }
 
 namespace {
@@ -1795,9 +1801,9 @@ int64_t mid_floats(const Conv2dShape& s) { return sgemm::round_up(s.n * s.k * s.
 }  // namespace
 
 size_t conv2d_max_pool_cpu_workspace(const Conv2dShape& s, int64_t ph, int64_t pw, bool residual, bool prepacked) {
-  const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_cpu_packed_floats(s), 16) * sizeof(float);
-  if (pool_fused(s, residual)) return own + pool_fused_bytes(s, pool_after(s, ph, pw), omp_get_max_threads());
-  return own + static_cast<size_t>(mid_floats(s)) * sizeof(float) + 64 + conv2d_workspace(s);
+  if (pool_fused(s, residual))
+    return own_packing_bytes(s, prepacked) + pool_fused_bytes(s, pool_after(s, ph, pw), omp_get_max_threads());
+  return static_cast<size_t>(mid_floats(s)) * sizeof(float) + 64 + conv2d_cpu_workspace(s, prepacked);
 }
 
 void conv2d_max_pool_cpu(const Conv2dShape& s, int64_t ph, int64_t pw, const float* x, const float* w,

@@ -1178,8 +1178,8 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
         if (auto* c = std::get_if<Conv2dShape>(&s.shape)) ws = std::max(ws, conv2d_cuda_workspace(*c, dt));
 #endif
       } else if (auto* c = std::get_if<Conv2dShape>(&s.shape)) {
-        ws = std::max(ws, s.pool_h ? conv2d_max_pool_cpu_workspace(*c, s.pool_h, s.pool_w, s.in.size() > 3 &&
-                                                                   s.in[3].region >= 0, prepacks(s))
+        const bool residual = s.in.size() > 3 && s.in[3].region >= 0;
+        ws = std::max(ws, s.pool_h ? conv2d_max_pool_cpu_workspace(*c, s.pool_h, s.pool_w, residual, prepacks(s))
                                    : conv2d_cpu_workspace(*c, prepacks(s)));
       } else if (auto* d = std::get_if<DwPwShape>(&s.shape)) {
         ws = std::max(ws, conv2d_dw_pw_cpu_workspace(*d, prepacks(s)));
@@ -1322,17 +1322,17 @@ void for_each_batch(const MatMulShape& m, Fn&& fn) {
 void Plan::Impl::exec_cpu(Step& s, void* ws) {
   char* const* b = bases.data();
   auto in = [&](int i) { return i < static_cast<int>(s.in.size()) ? at<const float>(b, s.in[i]) : nullptr; };
+  // The weights packed at build (packed_inputs), or nullptr: the kernel packs them per call.
+  auto packed = [&] { return s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr; };
   float* y = at(b, s.out);
   switch (s.op) {
-    case Op::Conv2d: {
-      const float* packed = s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr;
+    case Op::Conv2d:
       if (s.pool_h)
         conv2d_max_pool_cpu(std::get<Conv2dShape>(s.shape), s.pool_h, s.pool_w, in(0), in(1), in(2), in(3), y,
-                            s.epi, ws, packed);
+                            s.epi, ws, packed());
       else
-        conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws, packed);
+        conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws, packed());
       break;
-    }
     case Op::ConvTranspose2d:
       conv_transpose2d_cpu(std::get<ConvTranspose2dShape>(s.shape), in(0), in(1), in(2), y, s.epi, ws);
       break;
@@ -1341,8 +1341,7 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
     case Op::GlobalAvgPool: global_avg_pool_cpu(std::get<GlobalPoolShape>(s.shape), in(0), y); break;
     case Op::GlobalMaxPool: global_max_pool_cpu(std::get<GlobalPoolShape>(s.shape), in(0), y); break;
     case Op::Gemm:
-      gemm_cpu(std::get<GemmShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws,
-               s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
+      gemm_cpu(std::get<GemmShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws, packed());
       break;
     case Op::MatMul: {
       const MatMulShape& m = std::get<MatMulShape>(s.shape);
@@ -1375,8 +1374,7 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
     case Op::Copy: std::memcpy(y, in(0), static_cast<size_t>(s.numel)); break;
     case Op::Conv2dDwPw: {
       const DwPwShape& d = std::get<DwPwShape>(s.shape);
-      conv2d_dw_pw_cpu(d, in(0), in(6), in(7), in(1), in(2), in(3), in(4), in(5), y, s.epi, ws,
-                       s.packed >= 0 ? static_cast<const float*>(host_packed.get()) + s.packed : nullptr);
+      conv2d_dw_pw_cpu(d, in(0), in(6), in(7), in(1), in(2), in(3), in(4), in(5), y, s.epi, ws, packed());
       break;
     }
   }
