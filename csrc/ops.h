@@ -85,12 +85,14 @@ size_t conv2d_cpu_workspace(const Conv2dShape&, bool prepacked = false);
 void conv2d_cpu(const Conv2dShape&, const float* x, const float* w, const float* bias,
                 const float* residual, float* y, const Epilogue&, void* workspace,
                 const float* packed = nullptr);
-// conv2d, its epilogue (and residual, of the conv's output shape), then a max pool whose windows tile the conv
-// output: kernel = stride = (ph, pw), no padding, floor rounding (the classic CNN's conv -> relu -> 2x2 pool).
-// y: [n, k, out_h / ph, out_w / pw]. Weights packed as for conv2d_cpu.
-size_t conv2d_max_pool_cpu_workspace(const Conv2dShape&, int64_t ph, int64_t pw, bool residual,
+// conv2d, its epilogue (and residual, of the conv's output shape), then the max pool `pool` over the conv output
+// (pool.n, c, h, w are the conv output's; any kernel, stride and padding under the kernel, no dilation, floor
+// rounding): the classic CNN's conv -> relu -> 2x2 pool, and ResNet's stem conv -> 3x3 stride-2 pool.
+// y: [n, k, pool.out_h(), pool.out_w()]. Weights packed as for conv2d_cpu.
+struct Pool2dShape;
+size_t conv2d_max_pool_cpu_workspace(const Conv2dShape&, const Pool2dShape& pool, bool residual,
                                       bool prepacked = false);
-void conv2d_max_pool_cpu(const Conv2dShape&, int64_t ph, int64_t pw, const float* x, const float* w,
+void conv2d_max_pool_cpu(const Conv2dShape&, const Pool2dShape& pool, const float* x, const float* w,
                          const float* bias, const float* residual, float* y, const Epilogue&, void* workspace,
                          const float* packed = nullptr);
 
@@ -165,9 +167,9 @@ struct Pool2dShape {
 };
 void max_pool2d_ref(const Pool2dShape&, const float* x, float* y);
 void max_pool2d_cpu(const Pool2dShape&, const float* x, float* y);
-// Every plane of s (s.n * s.c planes of s.h x s.w floats) into y, whose planes are y_plane floats apart, on the
-// calling thread: for a caller that pools rows it computed itself.
-void max_pool2d_cpu_planes(const Pool2dShape& s, const float* x, float* y, int64_t y_plane);
+// Every plane of s (s.n * s.c planes of s.h x s.w floats, x_plane floats apart) into y, whose planes are y_plane
+// floats apart, on the calling thread: for a caller that pools rows it computed itself.
+void max_pool2d_cpu_planes(const Pool2dShape& s, const float* x, int64_t x_plane, float* y, int64_t y_plane);
 void avg_pool2d_ref(const Pool2dShape&, const float* x, float* y);
 void avg_pool2d_cpu(const Pool2dShape&, const float* x, float* y);
 

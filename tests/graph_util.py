@@ -146,7 +146,8 @@ def run_spec_reference(spec, inputs):
                            groups=at["groups"], residual=xs[3], residual_after_act=at["residual_after_act"],
                            out=None if pooled else y, **act)
             if pooled:
-                ops.max_pool2d(c, at["max_pool"], at["max_pool"], [0, 0, 0, 0], [1, 1], False, out=y)
+                ops.max_pool2d(c, at["max_pool"], at.get("max_pool_stride", at["max_pool"]),
+                               at.get("max_pool_pads", [0] * 4), [1, 1], False, out=y)
         elif op == "conv2d_dw_pw":
             xs += [None] * (8 - len(xs))
             if xs[6] is not None:  # the expand conv

@@ -233,7 +233,7 @@ def test_conv2d_dw_pw_errors(rng):
 
 
 @pytest.mark.parametrize("case", [
-    # n, c, h, w, k, r, pad, stride, groups, pool (kh, kw), threads
+    # n, c, h, w, k, r, pad, stride, groups, pool (kh, kw[, stride, pads t l b r]), threads
     (1, 3, 32, 32, 32, 3, 0, 1, 1, (2, 2), 2),     # the seed CNN's first conv: K = 27, one band per thread
     (1, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 2),    # 13x13 -> 6x6: conv row and column 12 under no window
     (1, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 4),    # 4 threads over 6 pooled rows
@@ -247,22 +247,39 @@ def test_conv2d_dw_pw_errors(rng):
     (2, 16, 10, 10, 16, 3, 1, 1, 16, (2, 2), 2),   # depthwise: the conv, then the pool
     (1, 16, 10, 10, 32, 1, 0, 1, 1, (2, 2), 2),    # pointwise: the conv, then the pool
     (1, 16, 9, 9, 8, 3, 1, 1, 1, (9, 9), 2),       # one window over the whole map
+    # overlapping windows: neighbouring bands share conv rows
+    (1, 3, 40, 40, 16, 7, 3, 2, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # ResNet's stem: 7x7/2 conv, 3x3/2 pad 1 pool
+    (1, 3, 41, 39, 16, 7, 3, 2, 1, (3, 3, 2, (1, 1, 1, 1)), 3),  # odd maps, 3 threads
+    (1, 8, 13, 13, 12, 3, 1, 1, 1, (3, 3, 2, (0, 0, 0, 0)), 2),  # AlexNet-style 3x3/2 without padding
+    (1, 8, 12, 12, 12, 3, 1, 1, 1, (3, 3, 1, (1, 1, 1, 1)), 4),  # stride 1: each band recomputes 2 conv rows
+    (1, 8, 12, 12, 12, 3, 1, 1, 1, (3, 2, 2, (2, 0, 1, 1)), 2),  # asymmetric pads, 3x2 windows
+    (1, 8, 11, 11, 12, 3, 1, 1, 1, (2, 2, 2, (1, 1, 0, 0)), 8),  # padded at the top only, 8 threads, 6 rows
+    (2, 8, 14, 14, 12, 3, 1, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # 2 images, each split over the threads
+    (4, 8, 14, 14, 12, 3, 1, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # images spread over the threads
+    # bands of several chunks (256 KB of conv output each): the shared conv rows carried from chunk to chunk
+    (1, 3, 224, 224, 64, 7, 3, 2, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # ResNet-18's stem: 4 pooled rows a chunk
+    (1, 8, 100, 100, 96, 3, 1, 1, 1, (3, 3, 1, (1, 1, 1, 1)), 2),  # 6 rows a chunk, 2 shared
+    (1, 16, 130, 130, 128, 3, 1, 1, 1, (2, 2), 3),                 # 1 pooled row a chunk, nothing shared
 ])
 @pytest.mark.parametrize("residual", [False, True])
 def test_conv2d_max_pool(rng, case, residual):
-    """conv2d with max_pool (kernel = stride, no padding, floor) against the conv, its epilogue and the pool
+    """conv2d with max_pool (and max_pool_stride / max_pool_pads) against the conv, its epilogue and the pool
     from edgevision.ops' reference loops; a residual (of the conv's shape) takes the conv-then-pool path."""
     n, c, h, w, k, r, p, st, g, pool, threads = case
+    pool_stride, pool_pads = (pool[2], pool[3]) if len(pool) > 2 else (pool[:2], (0, 0, 0, 0))
+    pool = pool[:2]
     x, wt, bias = rand(rng, n, c, h, w), rand(rng, k, c // g, r, r, scale=0.3), rand(rng, k)
     conv = ops.conv2d(x, wt, bias, stride=st, padding=p, groups=g, reference=True)
     res = rand(rng, *conv.shape) if residual else None
     conv = ops.conv2d(x, wt, bias, stride=st, padding=p, groups=g, activation="leaky_relu", alpha=0.1,
                       residual=res, reference=True)
-    ref = ops.max_pool2d(conv, pool, reference=True)
+    ref = ops.max_pool2d(conv, pool, pool_stride, list(pool_pads), reference=True)
     b = SpecBuilder(num_threads=threads)
     ids = [b.input(x.shape), b.const(wt), b.const(bias), -1 if res is None else b.input(res.shape)]
+    windows = dict(max_pool=list(pool)) if len(case[9]) == 2 else dict(
+        max_pool=list(pool), max_pool_stride=[pool_stride] * 2, max_pool_pads=list(pool_pads))
     b.step("conv2d", ids, b.output(ref.shape), stride=[st, st], pads=[p] * 4, dilation=[1, 1], groups=g,
-           act="leaky_relu", alpha=0.1, max_pool=list(pool))
+           act="leaky_relu", alpha=0.1, **windows)
     plan = _C.Plan(b.spec())
     for _ in range(2):  # the second run reuses the workspace the first one left
         y = np.full(ref.shape, np.nan, np.float32)
@@ -271,17 +288,24 @@ def test_conv2d_max_pool(rng, case, residual):
 
 
 def test_conv2d_max_pool_errors(rng):
-    def build(out=(1, 4, 3, 3), pool=(2, 2), device="cpu"):
+    def build(out=(1, 4, 3, 3), pool=(2, 2), device="cpu", **windows):
         b = SpecBuilder(device=device)
         b.step("conv2d", [b.input((1, 2, 8, 8)), b.const(np.zeros((4, 2, 3, 3))), -1, -1], b.output(out),
-               stride=[1, 1], pads=[0] * 4, dilation=[1, 1], groups=1, max_pool=list(pool))
+               stride=[1, 1], pads=[0] * 4, dilation=[1, 1], groups=1, max_pool=list(pool), **windows)
         return _C.Plan(b.spec())
 
     build()
+    build(out=(1, 4, 3, 3), pool=(3, 3), max_pool_stride=[2, 2], max_pool_pads=[1, 1, 1, 1])
     with pytest.raises(ValueError, match=r"output .* must have shape \[1, 4, 3, 3\]"):
         build(out=(1, 4, 6, 6))
-    with pytest.raises(ValueError, match=r"max_pool \[7, 2\] is larger than the conv output \[1, 4, 6, 6\]"):
+    with pytest.raises(ValueError, match=r"max_pool \[7, 2\] is larger than the padded conv output \[1, 4, 6, 6\]"):
         build(pool=(7, 2))
+    with pytest.raises(ValueError, match=r"max_pool_pads \[0, 2, 0, 0\] must be smaller than the max_pool kernel"):
+        build(pool=(2, 2), max_pool_pads=[0, 2, 0, 0])
+    with pytest.raises(ValueError, match="attribute 'max_pool_stride'"):
+        build(max_pool_stride=[0, 1])
+    with pytest.raises(ValueError, match="attribute 'max_pool_pads'"):
+        build(max_pool_pads=[1, 1])
     with pytest.raises(ValueError, match="attribute 'max_pool'"):
         build(pool=(0, 2))
     with pytest.raises(ValueError, match="attribute 'max_pool'"):

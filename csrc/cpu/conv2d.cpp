@@ -1590,21 +1590,14 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 }
 
 // ---------------------------------------------------------------------------------------------
-// conv2d followed by a max pool (conv2d_max_pool_cpu) whose windows tile the conv output: kernel = stride, no
-// padding, floor rounding (the classic CNN's conv -> relu -> 2x2 pool). On the GEMM path above, each thread
-// computes a band of conv output rows that covers whole pooled rows, all channels, into its own buffer and
-// pools it: the conv output never crosses cores (in one shared buffer, the bands' edges shared cache lines at
-// every plane), the pool is no step of its own (no second team wake-up), and conv rows past the last whole
-// window are not computed. The padded copy of the input is shared: its rows are split over the threads, then a
+// conv2d followed by a max pool (conv2d_max_pool_cpu): the classic CNN's conv -> relu -> 2x2 pool, ResNet's stem
+// conv -> 3x3 stride-2 pool. On the GEMM path above, each thread computes the band of conv output rows under
+// its pooled rows, all channels, into its own buffer and pools it: the conv output never crosses cores (in one
+// shared buffer, the bands' edges shared cache lines at every plane), the pool is no step of its own (no second
+// team wake-up), and conv rows under no window are not computed. Overlapping windows (kernel > stride) make
+// neighbouring bands share kernel - stride conv rows, which each computes. The padded copy of the input is shared: its rows are split over the threads, then a
 // barrier. A residual (conv2d's, of the conv's output shape) takes the conv-then-pool path.
 // ---------------------------------------------------------------------------------------------
-Pool2dShape pool_after(const Conv2dShape& s, int64_t ph, int64_t pw) {
-  Pool2dShape p;
-  p.n = s.n, p.c = s.k, p.h = s.out_h(), p.w = s.out_w();
-  p.kh = p.stride_h = ph, p.kw = p.stride_w = pw;
-  return p;
-}
-
 bool pool_fused(const Conv2dShape& s, bool residual) {
   return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
          !use_winograd(s);
@@ -1620,9 +1613,28 @@ struct BandPackB {
   }
 };
 
+// The conv rows under pooled rows [p0, p1): [first, last) of the conv output. The windows of neighbouring bands
+// overlap when the pool's kernel exceeds its stride (ResNet's 3x3 stride-2 pool): each band computes the shared
+// conv rows itself.
+struct BandRows {
+  int64_t first, last;
+};
+
+BandRows band_rows(const Pool2dShape& ps, int64_t p0, int64_t p1) {
+  return {std::max<int64_t>(0, p0 * ps.stride_h - ps.pad_t),
+          std::min(ps.h, (p1 - 1) * ps.stride_h - ps.pad_t + ps.kh)};
+}
+
+// A band's conv rows are computed and pooled a chunk of pooled rows at a time, its conv output (all channels) about
+// kPoolChunkBytes, so that the pool reads what the conv just wrote from the cache: one band over ResNet-18's
+// stem (28 pooled rows, 1.6 MB per thread) made conv + pool no faster than the two steps.
+constexpr int64_t kPoolChunkBytes = 256 << 10;
+
 struct PoolFusedGeom {
   int64_t rows;     // most pooled rows per thread
-  int64_t band;     // floats of a thread's conv output band
+  int64_t chunk;    // pooled rows per chunk
+  int64_t pitch;    // floats of a chunk's conv rows of one channel: a band plane
+  int64_t band;     // floats of a thread's conv output band: s.k planes
   int64_t gemm;     // floats of sgemm scratch per thread
   int64_t per;      // floats per thread: band + scratch (+ its padded copy, per_image)
   bool per_image;
@@ -1632,7 +1644,10 @@ PoolFusedGeom pool_fused_geom(const Conv2dShape& s, const Pool2dShape& ps, int t
   PoolFusedGeom f;
   f.per_image = per_image_threads(s, threads);
   f.rows = f.per_image ? ps.out_h() : sgemm::ceil_div(ps.out_h(), std::min<int64_t>(threads, ps.out_h()));
-  f.band = sgemm::round_up(s.k * f.rows * ps.kh * s.out_w(), 16);
+  const int64_t row_bytes = s.k * s.out_w() * static_cast<int64_t>(sizeof(float)) * ps.stride_h;
+  f.chunk = std::clamp<int64_t>(kPoolChunkBytes / row_bytes, 1, f.rows);
+  f.pitch = ((f.chunk - 1) * ps.stride_h + ps.kh) * s.out_w();
+  f.band = sgemm::round_up(s.k * f.pitch, 16);
   f.gemm = sgemm::round_up(sgemm::thread_scratch_floats(s.k / s.groups, s.c / s.groups * s.r * s.s), 16);
   f.per = f.band + f.gemm + (f.per_image ? pad_geom(s).image : 0);
   return f;
@@ -1644,21 +1659,39 @@ size_t pool_fused_bytes(const Conv2dShape& s, const Pool2dShape& ps, int threads
 }
 
 // Pooled rows [p0, p1) of image y from the padded image xp, on the calling thread; band and scratch are its own.
-void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PadGeom& pg, const float* xp,
-                    const float* pw, const float* bias, const Epilogue& e, int64_t p0, int64_t p1, float* band,
-                    float* scratch, float* y) {
-  const int64_t ow = s.out_w(), cols = (p1 - p0) * ps.kh * ow;
+// Chunk by chunk: the conv rows that the next chunk's windows share with this one's (kernel > stride) move to
+// the front of each band plane instead of being computed again.
+void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PadGeom& pg, const PoolFusedGeom& f,
+                    const float* xp, const float* pw, const float* bias, const Epilogue& e, int64_t p0, int64_t p1,
+                    float* band, float* scratch, float* y) {
+  const int64_t ow = s.out_w(), poh = ps.out_h(), pow = ps.out_w();
   const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
-  for (int64_t g = 0; g < s.groups; ++g) {
-    const BandPackB pb{PaddedPackB{&s, &pg, xp + g * cg * pg.chan}, p0 * ps.kh * ow};
-    const sgemm::CView cv{band + g * kg * cols, cols, cols, cols, cols, bias ? bias + g * kg : nullptr,
-                          true, nullptr, 1.f, e};
-    sgemm::run_tile_range(kg, K, packed_group(s, pw, g), pb, cv, 0, kg, 0, cols, scratch);
+  BandRows had{0, 0};  // the conv rows the band holds
+  for (int64_t q0 = p0; q0 < p1; q0 += f.chunk) {
+    const int64_t q1 = std::min(p1, q0 + f.chunk);
+    const BandRows br = band_rows(ps, q0, q1);
+    int64_t from = br.first;  // the first conv row to compute
+    if (had.last > br.first) {
+      for (int64_t ch = 0; ch < s.k; ++ch)
+        std::memmove(band + ch * f.pitch, band + ch * f.pitch + (br.first - had.first) * ow,
+                     (had.last - br.first) * ow * sizeof(float));
+      from = had.last;
+    }
+    const int64_t cols = (br.last - from) * ow;
+    for (int64_t g = 0; g < s.groups && cols > 0; ++g) {
+      const BandPackB pb{PaddedPackB{&s, &pg, xp + g * cg * pg.chan}, from * ow};
+      const sgemm::CView cv{band + g * kg * f.pitch + (from - br.first) * ow, f.pitch, cols, cols, cols,
+                            bias ? bias + g * kg : nullptr, true, nullptr, 1.f, e};
+      sgemm::run_tile_range(kg, K, packed_group(s, pw, g), pb, cv, 0, kg, 0, cols, scratch);
+    }
+    // The pool over the chunk: s.k planes of its conv rows, padded so that it has exactly pooled rows [q0, q1).
+    Pool2dShape b = ps;
+    b.n = 1, b.h = br.last - br.first;
+    b.pad_t = br.first - (q0 * ps.stride_h - ps.pad_t);
+    b.pad_b = (q1 - 1) * ps.stride_h - ps.pad_t + ps.kh - br.last;
+    max_pool2d_cpu_planes(b, band, f.pitch, y + q0 * pow, poh * pow);
+    had = br;
   }
-  Pool2dShape b = ps;  // the band: s.k planes of (p1 - p0) * kh rows
-  b.n = 1, b.h = (p1 - p0) * ps.kh;
-  const int64_t poh = ps.out_h(), pow = ps.out_w();
-  max_pool2d_cpu_planes(b, band, y + p0 * pow, poh * pow);
 }
 
 void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* x, const float* pw,
@@ -1678,7 +1711,7 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.n; ++b) {
         pad_image(s, pg, x + b * in_img, xp, 0, s.c * s.h);
-        conv_pool_band(s, ps, pg, xp, pw, bias, e, 0, prows, band, band + f.band, y + b * pool_img);
+        conv_pool_band(s, ps, pg, f, xp, pw, bias, e, 0, prows, band, band + f.band, y + b * pool_img);
       }
     }
     return;
@@ -1697,7 +1730,7 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
     for (int64_t b = 0; b < s.n; ++b) {
       pad_image(s, pg, x + b * in_img, xp, in_rows * t / nt, in_rows * (t + 1) / nt);
 #pragma omp barrier
-      if (p0 < p1) conv_pool_band(s, ps, pg, xp, pw, bias, e, p0, p1, band, band + f.band, y + b * pool_img);
+      if (p0 < p1) conv_pool_band(s, ps, pg, f, xp, pw, bias, e, p0, p1, band, band + f.band, y + b * pool_img);
       if (b + 1 < s.n) {
 #pragma omp barrier  // the next image's copy overwrites xp
       }
@@ -1800,17 +1833,15 @@ namespace {
 int64_t mid_floats(const Conv2dShape& s) { return sgemm::round_up(s.n * s.k * s.out_h() * s.out_w(), 16); }
 }  // namespace
 
-size_t conv2d_max_pool_cpu_workspace(const Conv2dShape& s, int64_t ph, int64_t pw, bool residual, bool prepacked) {
-  if (pool_fused(s, residual))
-    return own_packing_bytes(s, prepacked) + pool_fused_bytes(s, pool_after(s, ph, pw), omp_get_max_threads());
+size_t conv2d_max_pool_cpu_workspace(const Conv2dShape& s, const Pool2dShape& ps, bool residual, bool prepacked) {
+  if (pool_fused(s, residual)) return own_packing_bytes(s, prepacked) + pool_fused_bytes(s, ps, omp_get_max_threads());
   return static_cast<size_t>(mid_floats(s)) * sizeof(float) + 64 + conv2d_cpu_workspace(s, prepacked);
 }
 
-void conv2d_max_pool_cpu(const Conv2dShape& s, int64_t ph, int64_t pw, const float* x, const float* w,
+void conv2d_max_pool_cpu(const Conv2dShape& s, const Pool2dShape& ps, const float* x, const float* w,
                          const float* bias, const float* residual, float* y, const Epilogue& e, void* workspace,
                          const float* packed) {
   packed = packed_or_pack(s, w, packed, workspace);
-  const Pool2dShape ps = pool_after(s, ph, pw);
   if (pool_fused(s, residual)) return conv_padded_pool(s, ps, x, packed, bias, y, e, workspace);
   // Any other conv path: the conv, then the pool, through the workspace.
   float* conv = sgemm::align64(workspace);

@@ -198,12 +198,13 @@ void max_pool2x2_row(const float* r0, const float* r1, float* yr, int64_t ow) {
 #endif
 }
 
-// Planes [p0, p1) (output planes y_plane floats apart).
-void max_pool2x2(const Pool2dShape& s, const float* x, float* y, int64_t p0, int64_t p1, int64_t y_plane) {
+// Planes [p0, p1) (input planes x_plane, output planes y_plane floats apart).
+void max_pool2x2(const Pool2dShape& s, const float* x, float* y, int64_t p0, int64_t p1, int64_t y_plane,
+                 int64_t x_plane) {
   const int64_t oh = s.out_h(), ow = s.out_w();
   for (int64_t p = p0; p < p1; ++p)
     for (int64_t oy = 0; oy < oh; ++oy) {
-      const float* r0 = x + (p * s.h + 2 * oy) * s.w;
+      const float* r0 = x + p * x_plane + 2 * oy * s.w;
       max_pool2x2_row(r0, r0 + s.w, y + p * y_plane + oy * ow, ow);
     }
 }
@@ -355,7 +356,7 @@ void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
   if (is_plain_2x2(s)) {
     const int64_t planes = s.n * s.c;
 #pragma omp parallel for schedule(static) if (planes * oh * ow * 4 > kParallelWork)
-    for (int64_t p = 0; p < planes; ++p) max_pool2x2(s, x, y, p, p + 1, oh * ow);
+    for (int64_t p = 0; p < planes; ++p) max_pool2x2(s, x, y, p, p + 1, oh * ow, s.h * s.w);
     return;
   }
   const PoolRowGeom g = pool_row_geom(s);
@@ -368,15 +369,15 @@ void max_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {
   }
 }
 
-void max_pool2d_cpu_planes(const Pool2dShape& s, const float* x, float* y, int64_t y_plane) {
+void max_pool2d_cpu_planes(const Pool2dShape& s, const float* x, int64_t x_plane, float* y, int64_t y_plane) {
   const int64_t oh = s.out_h(), ow = s.out_w(), planes = s.n * s.c;
   if (oh == 0 || ow == 0) return;
-  if (is_plain_2x2(s)) return max_pool2x2(s, x, y, 0, planes, y_plane);
+  if (is_plain_2x2(s)) return max_pool2x2(s, x, y, 0, planes, y_plane, x_plane);
   const PoolRowGeom g = pool_row_geom(s);
   float* t = pool_row_buffer(s, g);
   for (int64_t p = 0; p < planes; ++p)
     for (int64_t oy = 0; oy < oh; ++oy)
-      max_pool_row(s, g, x + p * s.h * s.w, oy, t, t + g.tlen, y + p * y_plane + oy * ow);
+      max_pool_row(s, g, x + p * x_plane, oy, t, t + g.tlen, y + p * y_plane + oy * ow);
 }
 
 void avg_pool2d_cpu(const Pool2dShape& s, const float* x, float* y) {

@@ -101,7 +101,7 @@ struct Step {
   Epilogue epi;
   int64_t numel = 0;  // activation: elements; copy: bytes
   int64_t packed = -1;  // CPU conv2d / gemm with constant weights in the kernels' layout: floats into host_packed
-  int64_t pool_h = 0, pool_w = 0;  // CPU conv2d: the max pool fused after it (conv2d_max_pool_cpu); 0: none
+  Pool2dShape pool{0};  // CPU conv2d: the max pool fused after it (conv2d_max_pool_cpu); n = 0: none
   std::variant<std::monostate, Conv2dShape, ConvTranspose2dShape, Pool2dShape, GlobalPoolShape,
                GemmShape, MatMulShape, PixelShuffleShape, ResizeShape, SoftmaxShape, BinaryShape,
                BatchNormShape, ConcatData, StridedCopyShape, PadShape, LrnShape, ReduceShape, DwPwShape>
@@ -568,7 +568,8 @@ class StepBuilder {
     return s;
   }
 
-  // Optional attr max_pool = [kh, kw]: a max pool with kernel = stride and no padding after the epilogue
+  // Optional attrs max_pool = [kh, kw], max_pool_stride = [sh, sw] (default: the kernel) and max_pool_pads =
+  // [t, l, b, r] (default 0, each under the kernel): a max pool after the epilogue, floor rounding, no dilation
   // (CPU only; the residual has the conv's output shape).
   void conv2d() {
     const Conv2dShape s = conv_shape(1, false);
@@ -576,10 +577,18 @@ class StepBuilder {
     if (find("max_pool")) {
       if (spec_.device != "cpu") fail("max_pool runs on the CPU only (on CUDA, run a max_pool2d step after it)");
       const auto k = get_ints("max_pool", 2, 1, kMaxDim);
-      if (k[0] > ys[2] || k[1] > ys[3])
-        fail("max_pool ", shape_str(k), " is larger than the conv output ", shape_str(ys));
-      step_.pool_h = k[0], step_.pool_w = k[1];
-      expect_out({s.n, s.k, ys[2] / k[0], ys[3] / k[1]});
+      const auto st = find("max_pool_stride") ? get_ints("max_pool_stride", 2, 1, kMaxDim) : k;
+      const auto pads = find("max_pool_pads") ? get_ints("max_pool_pads", 4, 0, kMaxDim)
+                                              : std::vector<int64_t>(4, 0);
+      Pool2dShape& p = step_.pool;
+      p.n = ys[0], p.c = ys[1], p.h = ys[2], p.w = ys[3];
+      p.kh = k[0], p.kw = k[1], p.stride_h = st[0], p.stride_w = st[1];
+      p.pad_t = pads[0], p.pad_l = pads[1], p.pad_b = pads[2], p.pad_r = pads[3];
+      if (p.pad_t >= p.kh || p.pad_b >= p.kh || p.pad_l >= p.kw || p.pad_r >= p.kw)
+        fail("max_pool_pads ", shape_str(pads), " must be smaller than the max_pool kernel ", shape_str(k));
+      if (p.out_h() < 1 || p.out_w() < 1)
+        fail("max_pool ", shape_str(k), " is larger than the padded conv output ", shape_str(ys));
+      expect_out({s.n, s.k, p.out_h(), p.out_w()});
     } else {
       expect_out(ys);
     }
@@ -1179,7 +1188,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
 #endif
       } else if (auto* c = std::get_if<Conv2dShape>(&s.shape)) {
         const bool residual = s.in.size() > 3 && s.in[3].region >= 0;
-        ws = std::max(ws, s.pool_h ? conv2d_max_pool_cpu_workspace(*c, s.pool_h, s.pool_w, residual, prepacks(s))
+        ws = std::max(ws, s.pool.n ? conv2d_max_pool_cpu_workspace(*c, s.pool, residual, prepacks(s))
                                    : conv2d_cpu_workspace(*c, prepacks(s)));
       } else if (auto* d = std::get_if<DwPwShape>(&s.shape)) {
         ws = std::max(ws, conv2d_dw_pw_cpu_workspace(*d, prepacks(s)));
@@ -1327,8 +1336,8 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
   float* y = at(b, s.out);
   switch (s.op) {
     case Op::Conv2d:
-      if (s.pool_h)
-        conv2d_max_pool_cpu(std::get<Conv2dShape>(s.shape), s.pool_h, s.pool_w, in(0), in(1), in(2), in(3), y,
+      if (s.pool.n)
+        conv2d_max_pool_cpu(std::get<Conv2dShape>(s.shape), s.pool, in(0), in(1), in(2), in(3), y,
                             s.epi, ws, packed());
       else
         conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws, packed());

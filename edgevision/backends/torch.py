@@ -164,8 +164,10 @@ def _conv2d(attrs, args, shapes):
     y = F.conv2d(x, w, bias, tuple(attrs.get("stride", (1, 1))), padding, tuple(attrs.get("dilation", (1, 1))),
                  int(attrs.get("groups", 1)))
     y = _epilogue(y, attrs, res)
-    if "max_pool" in attrs:  # a CPU plan's fused pool (kernel = stride, no padding)
-        y = F.max_pool2d(y, tuple(attrs["max_pool"]))
+    if "max_pool" in attrs:  # a CPU plan's fused pool; padding never wins a max
+        t, l, b, r = attrs.get("max_pool_pads", (0, 0, 0, 0))
+        y = F.max_pool2d(F.pad(y, (l, r, t, b), value=float("-inf")), tuple(attrs["max_pool"]),
+                         tuple(attrs.get("max_pool_stride", attrs["max_pool"])))
     return [y]
 
 

@@ -762,11 +762,13 @@ def fuse_depthwise_pointwise(g: Graph) -> None:
 
 
 def fuse_conv_max_pool(g: Graph) -> None:
-    """conv2d whose output only a max_pool2d reads, with windows that tile it (kernel = stride, no padding or
-    dilation) -> the conv2d with attr max_pool = kernel (CPU plans only): each thread pools the conv rows it
-    computed (csrc/cpu/conv2d.cpp conv_padded_pool), so the classic CNN's conv -> relu -> 2x2 pool is one step
-    and its conv output never crosses cores. Paired C++ A/B on the Xeon, 2 threads, the seed CNN's convs with
-    their pools: 0.69-0.85x the time of the conv and the pool in turn (batch 8: 0.88-0.89x)."""
+    """conv2d whose output only a max_pool2d reads -> the conv2d with attrs max_pool (kernel), max_pool_stride
+    and max_pool_pads (CPU plans only): each thread pools the conv rows it computed (csrc/cpu/conv2d.cpp
+    conv_padded_pool), so the classic CNN's conv -> relu -> 2x2 pool and ResNet's stem conv -> 3x3 stride-2
+    pool are one step and the conv output never crosses cores. Paired C++ A/B on the Xeon, 2 threads, the seed
+    CNN's convs with their pools: 0.69-0.85x the time of the conv and the pool in turn (batch 8: 0.88-0.89x).
+    Not fused: dilated pools, pads not under the kernel (a window all padding), and ceil mode where it adds a
+    partial window."""
     for pool in [n for n in g.nodes if n.op == "max_pool2d"]:
         cons, prod = g.consumers(), g.producers()
         conv = prod.get(pool.inputs[0])
@@ -774,12 +776,14 @@ def fuse_conv_max_pool(g: Graph) -> None:
         if (conv is None or conv.op != "conv2d" or "max_pool" in conv.attrs or pool.inputs[0] in g.outputs
                 or _sole_consumer(g, pool.inputs[0], cons) is not pool):
             continue
-        if list(a["kernel"]) != list(a["stride"]) or any(a["pads"]) or list(a["dilation"]) != [1, 1]:
+        k, st, pads = list(a["kernel"]), list(a["stride"]), list(a["pads"])
+        if list(a["dilation"]) != [1, 1] or any(p >= k[i % 2] for i, p in enumerate(pads)):
             continue
         h, w = g.values[pool.inputs[0]].shape[2:]
-        if a["ceil_mode"] and (h % a["kernel"][0] or w % a["kernel"][1]):
-            continue  # a partial last window
-        conv.attrs = {**conv.attrs, "max_pool": list(a["kernel"])}
+        if list(g.values[pool.outputs[0]].shape[2:]) != [
+                (size + pads[i] + pads[i + 2] - k[i]) // st[i] + 1 for i, size in enumerate((h, w))]:
+            continue  # ceil mode with a partial last window
+        conv.attrs = {**conv.attrs, "max_pool": k, "max_pool_stride": st, "max_pool_pads": pads}
         conv.outputs = pool.outputs
         g.nodes.remove(pool)
     g.prune_values()

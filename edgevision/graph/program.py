@@ -198,10 +198,14 @@ def step_flops(step: dict, values: list[dict]) -> float:
     out = shape(step["outputs"][0])
     n_out = _prod(out)
     op, a = step["op"], step["attrs"]
-    if op == "conv2d":  # with a fused max pool: the conv outputs under its windows, and the pool
+    if op == "conv2d":  # with a fused max pool: the whole conv output (the rows under no window are few), the pool
         w = shape(step["inputs"][1])
-        window = _prod(a["max_pool"]) if "max_pool" in a else 1
-        return 2.0 * n_out * window * w[1] * w[2] * w[3] + (n_out * window if window > 1 else 0)
+        if "max_pool" not in a:
+            return 2.0 * n_out * w[1] * w[2] * w[3]
+        x = shape(step["inputs"][0])
+        conv_hw = [(x[2 + i] + a["pads"][i] + a["pads"][i + 2] - a["dilation"][i] * (w[2 + i] - 1) - 1)
+                   // a["stride"][i] + 1 for i in range(2)]
+        return 2.0 * out[0] * w[0] * _prod(conv_hw) * w[1] * w[2] * w[3] + n_out * _prod(a["max_pool"])
     if op == "conv2d_dw_pw":  # the depthwise's output map is the 1x1 conv's; the expand conv's is its input's
         wd, wp = shape(step["inputs"][1]), shape(step["inputs"][3])
         flops = 2.0 * n_out / out[1] * (wd[0] * wd[2] * wd[3] + wp[0] * wp[1])
@@ -235,7 +239,9 @@ def epilogue_text(step: dict) -> str:
     if residual is not None and len(step["inputs"]) > residual and step["inputs"][residual] >= 0:
         parts.insert(len(parts) if a.get("residual_after_act") else 0, "+residual")
     if "max_pool" in a:
-        parts.append("-> max_pool " + "x".join(map(str, a["max_pool"])))
+        k, st, pads = a["max_pool"], a.get("max_pool_stride", a["max_pool"]), a.get("max_pool_pads", [0] * 4)
+        parts.append("-> max_pool " + "x".join(map(str, k)) + ("" if st == k else " s" + "x".join(map(str, st)))
+                     + (" p" + ",".join(map(str, pads)) if any(pads) else ""))
     if step["op"] == "conv2d_dw_pw":  # the expand and depthwise convs' activations come first
         parts.insert(0, f"dw {a['dw_act']} ->" if a["dw_act"] != "none" else "dw ->")
         if "ex_act" in a:
