@@ -1595,8 +1595,9 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 // its pooled rows, all channels, into its own buffer and pools it: the conv output never crosses cores (in one
 // shared buffer, the bands' edges shared cache lines at every plane), the pool is no step of its own (no second
 // team wake-up), and conv rows under no window are not computed. Overlapping windows (kernel > stride) make
-// neighbouring bands share kernel - stride conv rows, which each computes. The padded copy of the input is shared: its rows are split over the threads, then a
-// barrier. A residual (conv2d's, of the conv's output shape) takes the conv-then-pool path.
+// neighbouring threads' bands share kernel - stride conv rows, which each computes. The padded copy of the input
+// is shared: its rows are split over the threads, then a barrier. A residual (conv2d's, of the conv's output
+// shape) takes the conv-then-pool path.
 // ---------------------------------------------------------------------------------------------
 bool pool_fused(const Conv2dShape& s, bool residual) {
   return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
@@ -1613,9 +1614,8 @@ struct BandPackB {
   }
 };
 
-// The conv rows under pooled rows [p0, p1): [first, last) of the conv output. The windows of neighbouring bands
-// overlap when the pool's kernel exceeds its stride (ResNet's 3x3 stride-2 pool): each band computes the shared
-// conv rows itself.
+// The conv rows under pooled rows [p0, p1): [first, last) of the conv output. Neighbouring ranges overlap when the
+// pool's kernel exceeds its stride (ResNet's 3x3 stride-2 pool).
 struct BandRows {
   int64_t first, last;
 };
@@ -1834,7 +1834,8 @@ int64_t mid_floats(const Conv2dShape& s) { return sgemm::round_up(s.n * s.k * s.
 }  // namespace
 
 size_t conv2d_max_pool_cpu_workspace(const Conv2dShape& s, const Pool2dShape& ps, bool residual, bool prepacked) {
-  if (pool_fused(s, residual)) return own_packing_bytes(s, prepacked) + pool_fused_bytes(s, ps, omp_get_max_threads());
+  if (pool_fused(s, residual))
+    return own_packing_bytes(s, prepacked) + pool_fused_bytes(s, ps, omp_get_max_threads());
   return static_cast<size_t>(mid_floats(s)) * sizeof(float) + 64 + conv2d_cpu_workspace(s, prepacked);
 }
 

@@ -25,7 +25,8 @@
 //                 conv2d's attrs for the depthwise with its activation as dw_act / dw_alpha / dw_beta.
 //                 On the CPU, conv2d's optional max_pool = [kh, kw] (with max_pool_stride, default
 //                 the kernel, and max_pool_pads, default 0) adds a max pool after its epilogue
-//                 (conv2d_max_pool_cpu; the residual keeps the conv's output shape). Every op has exactly one output.
+//                 (conv2d_max_pool_cpu; the residual keeps the conv's output shape). Every op has
+//                 exactly one output.
 //   inputs, outputs  value ids of kind "input" / "output", in run() order.
 // Every key listed is required except num_threads (default 0), optional step inputs at the end of
 // the list, the epilogue attrs act ("none"), alpha/beta (required by leaky_relu, clip and
