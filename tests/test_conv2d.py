@@ -349,6 +349,35 @@ def test_conv2d_strided_pointwise(case, threads):
     check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, res, reference=True), torch_conv(cfg, x, wt, b, res), str(cfg))
 
 
+# The direct strided conv (AVX-512 builds; others take the GEMM path, which the same cases check): stride >= 2,
+# groups 1, output channels a multiple of 32, input channels of 16, K = c r s over 576, 14+ output columns.
+DIRECT_CASES = [
+    # n, c, k, h, w, r, stride, pad (t, l, b, r), dilation
+    (1, 128, 256, 28, 28, 3, 2, (1, 1, 1, 1), 1),   # ResNet-18's 128 -> 256: tiles of 14
+    (1, 80, 96, 31, 29, 3, 2, (1, 0, 2, 1), 1),     # 3 blocks of 32 over 2-4 threads, 14 columns
+    (1, 256, 64, 28, 29, 3, 2, (1, 1, 1, 1), 1),    # 15 columns: tiles of 14 and 1
+    (1, 64, 32, 30, 45, 5, 3, (2, 2, 2, 2), 1),     # 5x5 stride 3: 3 stride phases, 15 columns
+    (1, 80, 64, 21, 31, 3, 2, (2, 2, 2, 2), 2),     # dilation 2, 16 columns
+    (3, 96, 64, 12, 30, 3, 2, (1, 1, 1, 1), 1),     # 3 images, one copy each
+    (1, 80, 32, 9, 40, 3, (3, 2), (0, 1, 0, 1), 1),  # stride 3 x 2, 20 columns
+    (1, 256, 64, 14, 14, 3, 2, (1, 1, 1, 1), 1),    # 7 columns: the GEMM path
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=lambda c: f"n{c[0]}-{c[1]}-{c[2]}@{c[3]}x{c[4]}k{c[5]}")
+@pytest.mark.parametrize("act, res, after", [("relu", True, False), ("leaky_relu", True, True), (None, False, False)])
+def test_conv2d_direct_strided(case, threads, act, res, after):
+    n, c, k, h, w, r, st, pad, d = case
+    st = st if isinstance(st, tuple) else (st, st)
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, stride=st, dil=(d, d), pad=pad, groups=1, act=act,
+               alpha=0.1 if act == "leaky_relu" else None, beta=None, bias=act is not None, res=res, after=after,
+               seed=7)
+    x, wt, b, rr = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, wt, b, rr))
+    check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, rr, reference=True), torch_conv(cfg, x, wt, b, rr), str(cfg))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("act,after", [("relu", False), ("silu", True), (None, False)])
 def test_conv2d_winograd_chunks(act, after, threads):

@@ -21,7 +21,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "cpu/sgemm.h"
 #include "cpu/vec_lanes.h"
@@ -1596,6 +1598,168 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 }
 
 // ---------------------------------------------------------------------------------------------
+// Strided convs (AVX-512; stride_w >= 2, groups 1, output channels a multiple of 32, input channels of 16, K =
+// c r s over KC_ONE, 14+ output columns: ResNet's 3x3 stride-2 convs after the first): direct, without packing
+// the input. The padded copy is channel-blocked (16 channels of a pixel in one cache line); a tile is 32 output
+// channels x up to 14 consecutive output pixels of one row, and for each channel of a block at each tap it loads
+// 32 weights as two vectors and broadcasts the tile's 14 inputs: 28 accumulators, 28 multiply-adds per 16 loads,
+// no partial sums. The GEMM path packs the input patches per depth block of 256 and keeps partial sums between
+// blocks (perf on ResNet-18's 128 -> 256 stride-2 conv at 28x28: a fifth of its time outside the multiply-adds).
+// Paired C++ A/B against the GEMM path, Xeon: that conv 0.88-0.90x at 2 threads (0.89-0.94 at 1; with a 64 MB
+// flush before each call, as in a model whose weights come from memory, 2262 -> 2148 us flush included).
+// Whole ResNet-18, native / ONNX Runtime in alternating processes (7 pairs, a slow phase of this VM): 1.08 mean
+// against 1.11. Left on the GEMM: K <= KC_ONE (one depth block, no partial sums: 64 -> 128 at 56x56 ran 1.06-1.11x
+// direct) and maps under 14 columns (256 -> 512 at 14x14 -> 7x7, as two-row tiles: 0.91x alone, but slower in
+// the model in 6 of 7 runs, its 4.7 MB of weights read from memory).
+// ---------------------------------------------------------------------------------------------
+#if EV_SGEMM_AVX512
+constexpr int DC_OC = 32, DC_PX = 14, DC_CB = 16;
+
+int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
+
+bool direct_strided(const Conv2dShape& s) {
+  return s.groups == 1 && s.stride_w >= 2 && s.k % DC_OC == 0 && s.c % DC_CB == 0 && kernel_fits(s) &&
+         !is_strided_pointwise(s) && direct_k(s) > sgemm::KC_ONE && s.out_w() >= DC_PX;
+}
+
+// The padded input, channel-blocked: [c / 16][stride phase (py, px)][hq][wq][16]: a pixel's 16 channels are one
+// cache line, so the 16 K indices of a channel block at one tap broadcast from the same 14 lines.
+struct DirectGeom {
+  int64_t hq, wq, phase, block, floats;  // phase: floats of one phase plane (x 16); block: of one channel block
+};
+
+DirectGeom direct_geom(const Conv2dShape& s) {
+  DirectGeom g;
+  g.hq = (s.h + s.pad_t + s.pad_b + s.stride_h - 1) / s.stride_h;
+  g.wq = (s.w + s.pad_l + s.pad_r + s.stride_w - 1) / s.stride_w;
+  g.phase = g.hq * g.wq * DC_CB;
+  g.block = s.stride_h * s.stride_w * g.phase;
+  g.floats = sgemm::round_up(s.c / DC_CB * g.block, 16);
+  return g;
+}
+
+// K index p = ((cb * r + ky) * s + kx) * 16 + i (channel cb * 16 + i at tap (ky, kx)); weights [k][c][r][s] ->
+// [k / 32][K][32] in that order.
+void direct_pack(const Conv2dShape& s, const float* w, float* packed) {
+  const int64_t K = direct_k(s), rs = s.r * s.s;
+  for (int64_t o = 0; o < s.k; ++o)
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t t = 0; t < rs; ++t) {
+        const int64_t p = ((ci / DC_CB) * rs + t) * DC_CB + ci % DC_CB;
+        packed[((o / DC_OC) * K + p) * DC_OC + o % DC_OC] = w[(o * s.c + ci) * rs + t];
+      }
+}
+
+// One tile of W pixels of an output row (pixel j at in + 16 j):
+// tmp[j * 32 + o] = sum over taps t and channels i of in[tap[t] + 16 j + i] * weights.
+template <int W>
+void direct_tile(int64_t taps, const int64_t* __restrict tap, const float* __restrict in,
+                 const float* __restrict wb, float* __restrict tmp) {
+  sgemm::v16f a0[W], a1[W];
+#pragma GCC unroll 14
+  for (int j = 0; j < W; ++j) a0[j] = a1[j] = sgemm::v16f{};
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* xi = in + tap[t];
+    const float* wt = wb + t * DC_CB * DC_OC;
+#pragma GCC unroll 4
+    for (int i = 0; i < DC_CB; ++i) {
+      const sgemm::v16f w0 = *reinterpret_cast<const sgemm::v16fu*>(wt + i * DC_OC);
+      const sgemm::v16f w1 = *reinterpret_cast<const sgemm::v16fu*>(wt + i * DC_OC + 16);
+#pragma GCC unroll 14
+      for (int j = 0; j < W; ++j) {
+        const float x = xi[j * DC_CB + i];
+        a0[j] += w0 * x;
+        a1[j] += w1 * x;
+      }
+    }
+  }
+#pragma GCC unroll 14
+  for (int j = 0; j < W; ++j) {
+    *reinterpret_cast<sgemm::v16f*>(tmp + j * DC_OC) = a0[j];
+    *reinterpret_cast<sgemm::v16f*>(tmp + j * DC_OC + 16) = a1[j];
+  }
+}
+
+using DirectTileFn = void (*)(int64_t, const int64_t*, const float*, const float*, float*);
+template <size_t... I>
+constexpr std::array<DirectTileFn, sizeof...(I)> direct_tiles(std::index_sequence<I...>) {
+  return {&direct_tile<static_cast<int>(I) + 1>...};
+}
+constexpr auto kDirectTiles = direct_tiles(std::make_index_sequence<DC_PX>{});
+
+size_t direct_bytes(const Conv2dShape& s) {
+  return static_cast<size_t>(direct_geom(s).floats + 2 * direct_k(s) / DC_CB) * sizeof(float) + 64;
+}
+
+// Input rows [r0, r1) (row r: channel block r / h, image row r % h) into the blocked padded copy.
+void direct_copy(const Conv2dShape& s, const DirectGeom& g, const float* x, float* xb, int64_t r0, int64_t r1) {
+  const int64_t hw = s.h * s.w;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t cb = r / s.h, iy = r % s.h, row = iy + s.pad_t;
+    float* brow = xb + cb * g.block + (row % s.stride_h) * s.stride_w * g.phase + row / s.stride_h * g.wq * DC_CB;
+    const float* src = x + cb * DC_CB * hw + iy * s.w;
+    for (int64_t ix = 0; ix < s.w; ++ix) {
+      const int64_t col = ix + s.pad_l;
+      float* d = brow + (col % s.stride_w) * g.phase + col / s.stride_w * DC_CB;
+      for (int i = 0; i < DC_CB; ++i) d[i] = src[i * hw + ix];
+    }
+  }
+}
+
+void conv_direct_strided(const Conv2dShape& s, const float* x, const float* pw, const float* bias,
+                         const float* res, float* y, const Epilogue& e, void* ws) {
+  const DirectGeom g = direct_geom(s);
+  const int threads = omp_get_max_threads();
+  const int64_t rs = s.r * s.s, taps = s.c / DC_CB * rs, K = direct_k(s);
+  const int64_t oh = s.out_h(), ow = s.out_w(), ohw = oh * ow;
+  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * ohw;
+  float* xb = sgemm::align64(ws);
+  int64_t* tap = reinterpret_cast<int64_t*>(xb + g.floats);
+  for (int64_t t = 0; t < taps; ++t) {  // (cb, ky, kx): channel block, stride phase, phase row and column
+    const int64_t cb = t / rs, dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
+    tap[t] = cb * g.block + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * g.phase +
+             (dy / s.stride_h * g.wq + dx / s.stride_w) * DC_CB;
+  }
+  const int64_t row_tiles = sgemm::ceil_div(ow, DC_PX), items = s.k / DC_OC * oh * row_tiles;
+  const sgemm::StoreFn store = sgemm::pick_store(e.act);
+  for (int64_t b = 0; b < s.n; ++b) {
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t rows = s.c / DC_CB * s.h;
+      if (b == 0) std::fill(xb + g.floats * t / nt, xb + g.floats * (t + 1) / nt, 0.f);
+#pragma omp barrier
+      direct_copy(s, g, x + b * in_img, xb, rows * t / nt, rows * (t + 1) / nt);
+#pragma omp barrier
+      alignas(64) float tmp[DC_PX * DC_OC];
+      alignas(64) float tile[DC_OC * NR];
+      // Items in block-major order: each thread's share of the output channels reads only their weights.
+      for (int64_t it = items * t / nt; it < items * (t + 1) / nt; ++it) {
+        const int64_t blk = it / (oh * row_tiles), oy = it / row_tiles % oh, ox = it % row_tiles * DC_PX;
+        const int width = static_cast<int>(std::min<int64_t>(DC_PX, ow - ox));
+        kDirectTiles[width - 1](taps, tap, xb + (oy * g.wq + ox) * DC_CB, pw + blk * K * DC_OC, tmp);
+        for (int o = 0; o < DC_OC; ++o)
+          for (int j = 0; j < width; ++j) tile[o * NR + j] = tmp[j * DC_OC + o];
+        const int64_t at = b * out_img + blk * DC_OC * ohw + oy * ow + ox;
+        store(tile, DC_OC, width, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * DC_OC : nullptr,
+              nullptr, 1.f, e);
+      }
+      if (b + 1 < s.n) {
+#pragma omp barrier  // the next image's copy overwrites xb
+      }
+    }
+  }
+}
+#else
+bool direct_strided(const Conv2dShape&) { return false; }
+int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
+void direct_pack(const Conv2dShape&, const float*, float*) {}
+size_t direct_bytes(const Conv2dShape&) { return 0; }
+void conv_direct_strided(const Conv2dShape&, const float*, const float*, const float*, const float*, float*,
+                         const Epilogue&, void*) {}
+#endif
+
+// ---------------------------------------------------------------------------------------------
 // conv2d followed by a max pool (conv2d_max_pool_cpu): the classic CNN's conv -> relu -> 2x2 pool, ResNet's stem
 // conv -> 3x3 stride-2 pool. On the GEMM path above, each thread computes the band of conv output rows under
 // its pooled rows, all channels, into its own buffer and pools it: the conv output never crosses cores (in one
@@ -1607,7 +1771,7 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 // ---------------------------------------------------------------------------------------------
 bool pool_fused(const Conv2dShape& s, bool residual) {
   return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
-         !use_winograd(s);
+         !use_winograd(s) && !direct_strided(s);
 }
 
 // A packer for output columns [j0 + first, ...): a band of rows packed as if it were the whole image.
@@ -1759,6 +1923,7 @@ size_t conv2d_workspace(const Conv2dShape& s) {
   if (is_strided_pointwise(s))
     return gathered_floats(s) * sizeof(float) + sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads) + 64;
   if (use_winograd(s)) return winograd_bytes(s, threads);
+  if (direct_strided(s)) return direct_bytes(s);
   const PadGeom pg = pad_geom(s);
   const int64_t gemm1 = sgemm::round_up(static_cast<int64_t>(padded_gemm_bytes(s) / sizeof(float)), 16);
   const int64_t floats = per_image_threads(s, threads)
@@ -1774,12 +1939,14 @@ size_t conv2d_workspace(const Conv2dShape& s) {
 int64_t conv2d_cpu_packed_floats(const Conv2dShape& s) {
   if (!kernel_fits(s) || is_depthwise(s)) return 0;
   if (use_winograd(s)) return 36 * wino_geom(s).ustride;
+  if (direct_strided(s)) return s.k * direct_k(s);
   return s.groups * sgemm::packed_a_floats(s.k / s.groups, s.c / s.groups * s.r * s.s);
 }
 
 void conv2d_cpu_pack(const Conv2dShape& s, const float* w, float* packed) {
   if (conv2d_cpu_packed_floats(s) == 0) return;
   if (use_winograd(s)) return wino_weights(s, wino_geom(s), w, packed);
+  if (direct_strided(s)) return direct_pack(s, w, packed);
   const int64_t kg = s.k / s.groups, K = s.c / s.groups * s.r * s.s;
   const int threads = omp_get_max_threads();
   if (pointwise_split_k(s, threads)) return sgemm::pack_a(w, s.k, s.c, packed, split_k_depth(s, threads));
@@ -1831,6 +1998,8 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_strided_pointwise(s, x, packed, bias, residual, y, e, workspace);
   else if (use_winograd(s))
     conv_winograd(s, x, packed, bias, residual, y, e, workspace);
+  else if (direct_strided(s))
+    conv_direct_strided(s, x, packed, bias, residual, y, e, workspace);
   else
     conv_padded(s, x, packed, bias, residual, y, e, workspace);
 }
