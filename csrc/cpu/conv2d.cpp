@@ -17,6 +17,8 @@
 //   (see PaddedPackB), so there is no im2col.
 // - 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3), 36 GEMMs over transformed
 //   tiles, the transformed filters packed once like the GEMM weights.
+// - strided convs over many input channels (AVX-512; ResNet's deeper 3x3 stride-2 convs): a direct kernel over a
+//   channel-blocked padded copy, 32 output channels x 14 pixels per tile (conv_direct_strided).
 // The epilogue (bias, activation, residual) is fused into the GEMM's or the depthwise kernel's store.
 #include <omp.h>
 
