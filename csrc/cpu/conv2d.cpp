@@ -1631,9 +1631,9 @@ struct DirectGeom {
 };
 
 DirectGeom direct_geom(const Conv2dShape& s) {
+  const PadGeom pg = pad_geom(s);  // the same stride phases, 16 floats per pixel
   DirectGeom g;
-  g.hq = (s.h + s.pad_t + s.pad_b + s.stride_h - 1) / s.stride_h;
-  g.wq = (s.w + s.pad_l + s.pad_r + s.stride_w - 1) / s.stride_w;
+  g.hq = pg.hq, g.wq = pg.wq;
   g.phase = g.hq * g.wq * DC_CB;
   g.block = s.stride_h * s.stride_w * g.phase;
   g.floats = sgemm::round_up(s.c / DC_CB * g.block, 16);
