@@ -102,8 +102,11 @@ void conv2d_max_pool_cpu(const Conv2dShape&, const Pool2dShape& pool, const floa
 // conv2d(pw, conv2d(dw, [conv2d(ex, x, w_ex, b_ex, ex_epi)], w_dw, b_dw, dw_epi), w_pw, b_pw,
 // residual, e_pw) in one call. A 3x3 depthwise at stride 1 or 2 with one output channel per input
 // channel and rows of 32 or more outputs (conv2d.cpp's dw_pw_band) runs band by band so nothing
-// between the convs leaves the cache; any other runs the convs in turn, through the workspace. The
-// 1x1 convs' weights are packed together (conv2d_dw_pw_cpu_pack; packed nullptr: into the workspace).
+// between the convs leaves the cache; with AVX-512, a block with an expand conv, expanded channels a
+// multiple of 16, a 3x3 or 5x5 depthwise and outputs at most 28 wide runs on 16-channel blocks split
+// over the threads (cpu/dw_pw_blocked.h); any other runs the convs in turn, through the workspace.
+// The weights are packed together (conv2d_dw_pw_cpu_pack: the 1x1 convs', and on the blocked path the
+// depthwise's too; packed nullptr: into the workspace).
 struct DwPwShape {
   Conv2dShape dw, pw;
   Epilogue dw_epi;
@@ -112,7 +115,9 @@ struct DwPwShape {
   Epilogue ex_epi;
 };
 int64_t conv2d_dw_pw_cpu_packed_floats(const DwPwShape&);
-void conv2d_dw_pw_cpu_pack(const DwPwShape&, const float* w_pw, const float* w_ex, float* packed);
+void conv2d_dw_pw_cpu_pack(const DwPwShape&, const float* w_pw, const float* w_ex, const float* w_dw,
+                           float* packed);
+bool conv2d_dw_pw_cpu_packs_depthwise(const DwPwShape&);  // reads w_dw from `packed`, not as given
 size_t conv2d_dw_pw_cpu_workspace(const DwPwShape&, bool prepacked = false);
 void conv2d_dw_pw_cpu(const DwPwShape&, const float* x, const float* w_ex, const float* b_ex,
                       const float* w_dw, const float* b_dw, const float* w_pw, const float* b_pw,

@@ -112,17 +112,17 @@ def test_residual_after_activation():
     assert g.nodes[0].attrs["act"] == "relu" and g.nodes[0].attrs["residual_after_act"]
 
 
-def inverted_residual(width, stride=1, kernel=3, share=None):
-    """MobileNetV2's block on a [1, 8, 8, width] input: 1x1 expand 8 -> 24, ReLU6, depthwise, ReLU6, 1x1 project
-    24 -> 8, + x at stride 1. share: "expand" or "depthwise", whose output is also a graph output."""
-    pad = kernel // 2
+def inverted_residual(width, stride=1, kernel=3, share=None, expanded=24):
+    """MobileNetV2's block on a [1, 8, 8, width] input: 1x1 expand 8 -> expanded, ReLU6, depthwise, ReLU6, 1x1
+    project expanded -> 8, + x at stride 1. share: "expand" or "depthwise", whose output is also a graph output."""
+    pad, e = kernel // 2, expanded
     nodes = [node("Conv", ["x", "we", "be"], ["e"]), node("Clip", ["e", "lo", "hi"], ["e6"]),
-             node("Conv", ["e6", "wd", "bd"], ["d"], group=24, strides=[stride] * 2, pads=[pad] * 4),
+             node("Conv", ["e6", "wd", "bd"], ["d"], group=e, strides=[stride] * 2, pads=[pad] * 4),
              node("Clip", ["d", "lo", "hi"], ["d6"]), node("Conv", ["d6", "wp", "bp"], ["p"])]
     nodes.append(node("Add", ["p", "x"], ["y"]) if stride == 1 else node("Identity", ["p"], ["y"]))
     outputs = [("y", None)] + ([({"expand": "e6", "depthwise": "d6"}[share], None)] if share else [])
-    consts = {"we": r(24, 8, 1, 1) * 0.3, "be": r(24), "wd": r(24, 1, kernel, kernel) * 0.3, "bd": r(24),
-              "wp": r(8, 24, 1, 1) * 0.3, "bp": r(8), "lo": np.float32(0), "hi": np.float32(6)}
+    consts = {"we": r(e, 8, 1, 1) * 0.3, "be": r(e), "wd": r(e, 1, kernel, kernel) * 0.3, "bd": r(e),
+              "wp": r(8, e, 1, 1) * 0.3, "bp": r(8), "lo": np.float32(0), "hi": np.float32(6)}
     return make_model(nodes, [("x", [1, 8, 8, width])], outputs, consts)
 
 
@@ -155,18 +155,24 @@ def test_depthwise_and_pointwise_fused_without_the_expand(executor):
 
 
 @pytest.mark.parametrize("case, width, expected", [
-    ("narrow", 24, ["conv2d"] * 3),                              # under 28 wide
+    ("narrow", 24, ["conv2d"] * 3),                              # under 28 wide, 24 expanded channels
     ("stride 2", 40, ["conv2d"] * 3),                            # stride 2 to 20 wide
     ("narrow without expand", 48, ["conv2d"] * 3),               # the expand output is shared: under 56 wide
     ("with expand", 40, ["conv2d_dw_pw"]),                       # 28 or more wide with the expand conv
     ("shared depthwise output", 120, ["conv2d"] * 3),
     ("5x5", 120, ["conv2d"] * 3),
+    ("blocked", 24, ["conv2d_dw_pw"]),                           # 32 expanded channels: 16-channel blocks
+    ("blocked stride 2", 40, ["conv2d_dw_pw"]),
+    ("blocked 5x5", 24, ["conv2d_dw_pw"]),
+    ("blocked 5x5", 120, ["conv2d"] * 3),                        # wider than 28: the band kernel is 3x3 only
 ])
 def test_depthwise_fusion_limits(case, width, expected):
-    """Fused only where it measured faster: not on narrow maps (they fit the caches as separate steps), not
-    when something else reads the depthwise output, and only for 3x3 kernels."""
-    model = inverted_residual(width, stride=2 if case == "stride 2" else 1, kernel=5 if case == "5x5" else 3,
-                              share={"shared depthwise output": "depthwise", "narrow without expand": "expand"}.get(case))
+    """Fused only where it measured faster: not on narrow maps (they fit the caches as separate steps) unless
+    the blocked kernel takes them (an expand conv, expanded channels a multiple of 16, 3x3 or 5x5, at most 28
+    wide), not when something else reads the depthwise output, and wider maps only for 3x3 kernels."""
+    model = inverted_residual(width, stride=2 if "stride 2" in case else 1, kernel=5 if "5x5" in case else 3,
+                              share={"shared depthwise output": "depthwise", "narrow without expand": "expand"}.get(case),
+                              expanded=32 if case.startswith("blocked") else 24)
     spec, _ = compile_spec(model)
     assert [s["op"] for s in spec["steps"] if s["op"] != "copy"] == expected
     check_model(model, [r(1, 8, 8, width)], "plan")

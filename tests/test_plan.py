@@ -200,6 +200,53 @@ def test_conv2d_dw_pw(rng, case, epilogue, expand):
     close(y, ref)
 
 
+@pytest.mark.parametrize("case", [
+    # n, block input channels, expanded channels, h, w, kernel, stride, pads (t, l, b, r), out channels, threads
+    # The blocked path (AVX-512 builds; others run the convs in turn): expanded channels in blocks of 16 split
+    # over the threads, outputs under 28 wide. MobileNetV2's 14x14 and 7x7 blocks; odd block counts (a
+    # 16-channel tile after 32-channel ones, 3 blocks over 2 threads), more threads than blocks, output channels
+    # off 16 (a 16-wide last tile, lanes past K dropped), input channels off 16, 5x5 and stride 2, asymmetric
+    # pads, several images, pixel counts that leave a short last tile, and a 27-wide map (the widest it takes).
+    (1, 64, 384, 14, 14, 3, 1, (1, 1, 1, 1), 64, 2),
+    (1, 160, 960, 7, 7, 3, 1, (1, 1, 1, 1), 160, 2),
+    (2, 40, 48, 7, 7, 3, 1, (1, 1, 1, 1), 40, 2),
+    (1, 24, 64, 15, 13, 3, 2, (1, 1, 1, 1), 24, 3),
+    (1, 6, 32, 11, 9, 5, 1, (2, 2, 2, 2), 17, 1),
+    (1, 21, 16, 28, 20, 5, 2, (1, 2, 2, 1), 33, 4),
+    (3, 96, 96, 6, 5, 3, 1, (0, 1, 1, 0), 70, 2),
+    (1, 32, 192, 28, 28, 3, 2, (0, 0, 1, 1), 64, 2),
+    (1, 8, 48, 9, 27, 3, 1, (1, 1, 1, 1), 8, 2),
+])
+@pytest.mark.parametrize("epilogue", ["relu6-res", "hardswish-res-after", "none"])
+def test_conv2d_dw_pw_blocked(rng, case, epilogue):
+    """conv2d_dw_pw with an expand conv on small maps against the convs it fuses (reference loops)."""
+    n, cin, c, h, w, ks, st, pads, k, threads = case
+    x = rand(rng, n, cin, h, w)
+    we, be = rand(rng, c, cin, 1, 1, scale=0.5), rand(rng, c)
+    wd, bd = rand(rng, c, 1, ks, ks, scale=0.3), rand(rng, c)
+    wp, bp = rand(rng, k, c, 1, 1, scale=0.3), rand(rng, k)
+    ex_act, dw_act, act = {"relu6-res": ("clip", "clip", "none"), "hardswish-res-after": ("hardswish", "relu", "clip"),
+                           "none": ("none", "none", "none")}[epilogue]
+    dw_in = ops.conv2d(x, we, be, activation=ex_act, alpha=0.0, beta=6.0, reference=True)
+    mid = ops.conv2d(dw_in, wd, bd, stride=st, padding=pads, groups=c, activation=dw_act, alpha=-0.5, beta=1.5,
+                     reference=True)
+    res = rand(rng, n, k, *mid.shape[2:]) if epilogue != "none" else None
+    after = epilogue == "hardswish-res-after"
+    ref = ops.conv2d(mid, wp, bp, activation=act, alpha=0.0, beta=6.0, residual=res, residual_after_act=after,
+                     reference=True)
+    b = SpecBuilder(num_threads=threads)
+    ids = [b.input(x.shape), b.const(wd), b.const(bd), b.const(wp), b.const(bp)]
+    ids += [-1 if res is None else b.input(res.shape), b.const(we), b.const(be)]
+    b.step("conv2d_dw_pw", ids, b.output(ref.shape), stride=[st, st], pads=list(pads), dilation=[1, 1],
+           ex_act=ex_act, ex_alpha=0.0, ex_beta=6.0, dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0,
+           beta=6.0, residual_after_act=after)
+    plan = _C.Plan(b.spec())
+    y = np.full(ref.shape, np.nan, np.float32)
+    for _ in range(2):  # a second run reuses the workspace (the padding is zeroed per call)
+        plan.run([x] if res is None else [x, res], [y])
+        close(y, ref)
+
+
 def test_conv2d_dw_pw_errors(rng):
     x, wd, wp = rand(rng, 1, 8, 6, 6), rand(rng, 8, 1, 3, 3), rand(rng, 4, 8, 1, 1)
     attrs = dict(stride=[1, 1], pads=[1, 1, 1, 1], dilation=[1, 1])

@@ -27,6 +27,7 @@
 #include <cstring>
 #include <utility>
 
+#include "cpu/dw_pw_blocked.h"
 #include "cpu/sgemm.h"
 #include "cpu/vec_lanes.h"
 #include "epilogue.h"
@@ -2028,16 +2029,22 @@ void conv2d_max_pool_cpu(const Conv2dShape& s, const Pool2dShape& ps, const floa
 }
 
 int64_t conv2d_dw_pw_cpu_packed_floats(const DwPwShape& d) {
+  if (cpu::dw_pw_blocked(d)) return cpu::dw_pw_blocked_packed_floats(d);
   return expand_packed_offset(d) + (d.expand ? conv2d_cpu_packed_floats(d.ex) : 0);
 }
 
-void conv2d_dw_pw_cpu_pack(const DwPwShape& d, const float* w_pw, const float* w_ex, float* packed) {
+void conv2d_dw_pw_cpu_pack(const DwPwShape& d, const float* w_pw, const float* w_ex, const float* w_dw,
+                           float* packed) {
+  if (cpu::dw_pw_blocked(d)) return cpu::dw_pw_blocked_pack(d, w_ex, w_dw, w_pw, packed);
   conv2d_cpu_pack(d.pw, w_pw, packed);
   if (d.expand) conv2d_cpu_pack(d.ex, w_ex, packed + expand_packed_offset(d));
 }
 
+bool conv2d_dw_pw_cpu_packs_depthwise(const DwPwShape& d) { return cpu::dw_pw_blocked(d); }
+
 size_t conv2d_dw_pw_cpu_workspace(const DwPwShape& d, bool prepacked) {
   const size_t own = prepacked ? 0 : sgemm::round_up(conv2d_dw_pw_cpu_packed_floats(d), 16) * sizeof(float);
+  if (cpu::dw_pw_blocked(d)) return cpu::dw_pw_blocked_workspace(d) + own;
   if (dw_pw_band(d))
     return static_cast<size_t>(band_geom(d).per) * omp_get_max_threads() * sizeof(float) + 64 + own;
   const size_t mids = (mid_floats(d.dw) + (d.expand ? mid_floats(d.ex) : 0)) * sizeof(float) + 64;
@@ -2051,10 +2058,12 @@ void conv2d_dw_pw_cpu(const DwPwShape& d, const float* x, const float* w_ex, con
                       const float* packed) {
   if (!packed) {  // pack into the front of the workspace
     float* p = sgemm::align64(workspace);
-    conv2d_dw_pw_cpu_pack(d, w_pw, w_ex, p);
+    conv2d_dw_pw_cpu_pack(d, w_pw, w_ex, w_dw, p);
     packed = p;
     workspace = p + sgemm::round_up(conv2d_dw_pw_cpu_packed_floats(d), 16);
   }
+  if (cpu::dw_pw_blocked(d))
+    return cpu::conv_dw_pw_blocked(d, x, b_ex, b_dw, b_pw, residual, y, e_pw, workspace, packed);
   if (dw_pw_band(d))
     return conv_dw_pw_band(d, x, b_ex, w_dw, b_dw, b_pw, residual, y, e_pw, workspace, packed);
   // Any other depthwise conv: the convs one after the other, through the workspace.

@@ -1141,10 +1141,14 @@ T* at(char* const* bases, const Ref& r) {
 }
 
 // The inputs that a CPU step reads in its kernel's own layout: conv weights, gemm B, conv2d_dw_pw's 1x1 convs'
-// weights (packed together).
+// weights and on its blocked path the depthwise's (packed together).
 std::vector<int> packed_inputs(const Step& s) {
   if (s.op != Op::Conv2dDwPw) return {1};
-  return std::get<DwPwShape>(s.shape).expand ? std::vector<int>{3, 6} : std::vector<int>{3};
+  const DwPwShape& d = std::get<DwPwShape>(s.shape);
+  std::vector<int> in{3};
+  if (d.expand) in.push_back(6);
+  if (conv2d_dw_pw_cpu_packs_depthwise(d)) in.push_back(1);
+  return in;
 }
 
 // Floats of those inputs in the kernel's layout; 0: the kernel reads them as given.
@@ -1170,7 +1174,7 @@ void pack(const Step& s, Src src, float* dst) {
   if (s.op == Op::Conv2d) conv2d_cpu_pack(std::get<Conv2dShape>(s.shape), src(1), dst);
   else if (s.op == Op::Conv2dDwPw) {
     const DwPwShape& d = std::get<DwPwShape>(s.shape);
-    conv2d_dw_pw_cpu_pack(d, src(3), d.expand ? src(6) : nullptr, dst);
+    conv2d_dw_pw_cpu_pack(d, src(3), d.expand ? src(6) : nullptr, src(1), dst);
   } else gemm_cpu_pack_b(std::get<GemmShape>(s.shape), src(1), dst);
 }
 
