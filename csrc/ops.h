@@ -223,6 +223,11 @@ struct PixelShuffleShape {
   int64_t n = 1, c = 1, h = 1, w = 1;  // c is the OUTPUT channel count
   int64_t block = 1;
   ShuffleMode mode = ShuffleMode::CRD;
+  // A crop of the shuffled map (CPU only; the sub-pixel form of a padded transposed conv): the output is rows
+  // [top, top + out_h) and columns [left, left + out_w) of it. crop_h = crop_w = 0: the whole map.
+  int64_t top = 0, left = 0, crop_h = 0, crop_w = 0;
+  int64_t out_h() const { return crop_h ? crop_h : h * block; }
+  int64_t out_w() const { return crop_w ? crop_w : w * block; }
 };
 void pixel_shuffle_ref(const PixelShuffleShape&, const float* x, float* y);
 void pixel_shuffle_cpu(const PixelShuffleShape&, const float* x, float* y);

@@ -174,7 +174,9 @@ def run_spec_reference(spec, inputs):
         elif op == "matmul":
             y[...] = np.matmul(xs[0], xs[1])
         elif op == "pixel_shuffle":
-            ops.pixel_shuffle(xs[0], at["block"], at["mode"], out=y)
+            top, left = at.get("crop", (0, 0))
+            full = ops.pixel_shuffle(xs[0], at["block"], at["mode"])
+            y[...] = full[:, :, top:top + y.shape[2], left:left + y.shape[3]]
         elif op == "resize":
             scale = (at["scale_h"], at["scale_w"]) if at["scale_h"] > 0 else None
             ops.resize(xs[0], size=None if scale else y.shape[2:], scale_factor=scale, mode=at["mode"],

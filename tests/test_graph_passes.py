@@ -276,6 +276,15 @@ def test_conv_transpose_rewritten_as_subpixel_conv(stride, kernel, pads, out_pad
     model, g = compiled(nodes, [("x", [2, 5, 4, 3])], consts)
     assert "conv_transpose2d" not in ops_of(g) and ops_of(g)[0] == "conv2d"
     assert g.nodes[0].attrs["act"] == (act or "none").lower()
+    # A crop after the pixel shuffle folds into it on the CPU; CUDA plans keep the strided_copy (at stride 1 there
+    # is no shuffle to fold into).
+    cropped = "strided_copy" in ops_of(g)
+    spec, _ = compile_spec(model)
+    assert ("strided_copy" in [s["op"] for s in spec["steps"]]) == (cropped and stride == 1)
+    assert any("crop" in s["attrs"] for s in spec["steps"] if s["op"] == "pixel_shuffle") == (cropped and stride > 1)
+    if stride > 1:
+        cuda_ops = [s["op"] for s in compile_spec(model, device="cuda")[0]["steps"]]
+        assert ("strided_copy" in cuda_ops) == cropped
     x = r(2, 5, 4, 3)
     check_model(model, [x], "plan")
     check_model(model, [x], "reference")

@@ -509,6 +509,31 @@ def test_pixel_shuffle(rng, mode):
     close(run_op("pixel_shuffle", [x], ref.shape, block=2, mode=mode), ref)
 
 
+@pytest.mark.parametrize("mode", ["CRD", "DCR"])
+@pytest.mark.parametrize("shape, block, crop, out_hw", [
+    ((1, 256, 5, 5), 2, (1, 1), (8, 8)),        # the DCGAN layer (CRD: the table path)
+    ((2, 18, 4, 3), 3, (2, 0), (7, 9)),         # uneven crop, a whole row kept
+    ((1, 8, 45, 61), 2, (3, 2), (80, 117)),     # a plane past the table: the per-output loop
+    ((1, 4, 6, 6), 2, (0, 0), (12, 12)),        # a crop of the whole map
+])
+def test_pixel_shuffle_crop(rng, mode, shape, block, crop, out_hw):
+    """pixel_shuffle with crop = [top, left]: a window of the shuffled map (fold_crop_into_pixel_shuffle)."""
+    x = rand(rng, *shape)
+    full = ops.pixel_shuffle(x, block, mode)
+    (t, l), (h, w) = crop, out_hw
+    ref = full[:, :, t:t + h, l:l + w]
+    close(run_op("pixel_shuffle", [x], ref.shape, block=block, mode=mode, crop=list(crop)), ref)
+
+
+def test_pixel_shuffle_crop_errors(rng):
+    x = rand(rng, 1, 8, 3, 3)
+    for crop, out in [((1, 0), (1, 2, 6, 6)), ((0, 5), (1, 2, 6, 2)), ((0, 0), (1, 3, 6, 6))]:
+        with pytest.raises(ValueError, match=r"must be a window \[1, 2, h, w\] of the shuffled map"):
+            run_op("pixel_shuffle", [x], out, block=2, mode="CRD", crop=list(crop))
+    with pytest.raises(ValueError, match="crop"):
+        run_op("pixel_shuffle", [x], (1, 2, 6, 6), block=2, mode="CRD", crop=[-1, 0])
+
+
 @pytest.mark.parametrize("mode,coord,nearest", [
     ("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_ceil"),
     ("bilinear", "half_pixel", "round_prefer_floor"), ("bilinear", "align_corners", "floor"),

@@ -765,7 +765,19 @@ class StepBuilder {
     if (x(0)[1] % (s.block * s.block) != 0)
       fail("channels (", x(0)[1], ") must be divisible by block^2 = ", s.block * s.block);
     s.n = x(0)[0], s.c = x(0)[1] / (s.block * s.block), s.h = x(0)[2], s.w = x(0)[3];
-    expect_out({s.n, s.c, s.h * s.block, s.w * s.block});
+    // Optional crop = [top, left]: the output is the window of the shuffled map at that corner, of the output's
+    // size (the sub-pixel form of a padded transposed conv; CPU only).
+    if (find("crop")) {
+      if (spec_.device != "cpu") fail("crop runs on the CPU only");
+      const auto at = get_ints("crop", 2, 0, kMaxDim);
+      if (y().size() != 4 || y()[0] != s.n || y()[1] != s.c || y()[2] < 1 || y()[3] < 1 ||
+          at[0] + y()[2] > s.h * s.block || at[1] + y()[3] > s.w * s.block)
+        fail("output ", vname(s_.outputs[0]), " must be a window [", s.n, ", ", s.c, ", h, w] of the shuffled map ",
+             shape_str({s.n, s.c, s.h * s.block, s.w * s.block}), " at crop ", shape_str(at), ", got ",
+             shape_str(y()));
+      s.top = at[0], s.left = at[1], s.crop_h = y()[2], s.crop_w = y()[3];
+    }
+    expect_out({s.n, s.c, s.out_h(), s.out_w()});
     step_.shape = s;
   }
 

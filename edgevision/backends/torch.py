@@ -262,10 +262,15 @@ def _pixel_shuffle(attrs, args, shapes):
 
     x, block = args[0], int(attrs["block"])
     if attrs.get("mode", "CRD") == "CRD":
-        return [F.pixel_shuffle(x, block)]
-    n, c, h, w = x.shape
-    y = x.reshape(n, block, block, c // (block * block), h, w).permute(0, 3, 4, 1, 5, 2)
-    return [y.reshape(n, c // (block * block), h * block, w * block)]
+        y = F.pixel_shuffle(x, block)
+    else:
+        n, c, h, w = x.shape
+        y = x.reshape(n, block, block, c // (block * block), h, w).permute(0, 3, 4, 1, 5, 2)
+        y = y.reshape(n, c // (block * block), h * block, w * block)
+    if "crop" in attrs:  # a window of the shuffled map, of the output's size (fold_crop_into_pixel_shuffle)
+        (top, left), (oh, ow) = attrs["crop"], shapes[0][2:]
+        y = y[:, :, top:top + oh, left:left + ow]
+    return [y]
 
 
 def _source_coords(out, size, scale, coord):

@@ -798,6 +798,29 @@ def fuse_conv_max_pool(g: Graph) -> None:
     g.prune_values()
 
 
+def fold_crop_into_pixel_shuffle(g: Graph) -> None:
+    """pixel_shuffle whose output only a crop reads (a strided_copy of a window of it: the sub-pixel form of a
+    padded transposed conv, see conv_transpose_as_conv) -> the pixel_shuffle with attr crop = [top, left] and the
+    crop's output (CPU plans only): one pass over the data and one step fewer. The DCGAN generators' three
+    crops took 17-21 us of their 0.34 / 0.64 ms at batch 1 (Xeon, 2 threads)."""
+    for crop in [n for n in g.nodes if n.op == "strided_copy"]:
+        cons, prod = g.consumers(), g.producers()
+        ps = prod.get(crop.inputs[0])
+        if (ps is None or ps.op != "pixel_shuffle" or "crop" in ps.attrs
+                or _sole_consumer(g, crop.inputs[0], cons) is not crop):
+            continue
+        full, out = list(g.values[crop.inputs[0]].shape), list(g.values[crop.outputs[0]].shape)
+        if len(out) != 4 or out[:2] != full[:2] or list(crop.attrs["x_strides"]) != _dense(full):
+            continue
+        top, left = divmod(int(crop.attrs["x_offset"]), full[3])
+        if top + out[2] > full[2] or left + out[3] > full[3]:
+            continue
+        ps.attrs = {**ps.attrs, "crop": [top, left]}
+        ps.outputs = crop.outputs
+        g.nodes.remove(crop)
+    g.prune_values()
+
+
 def remove_dead(g: Graph) -> None:
     """Drop nodes none of whose outputs is read (transitively) by a graph output."""
     live = set(g.outputs)

@@ -297,6 +297,7 @@ def compile_spec(model, *, device: str = "cpu", precision: str = "fp32", input_s
     if device == "cpu":
         passes.fuse_depthwise_pointwise(graph)
         passes.fuse_conv_max_pool(graph)
+        passes.fold_crop_into_pixel_shuffle(graph)
     return lower(graph, device=device, dtype=dtype, num_threads=num_threads), graph
 
 
