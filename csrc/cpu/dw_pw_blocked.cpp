@@ -222,7 +222,7 @@ void depthwise_block(const Geom& g, const Conv2dShape& dw, const float* __restri
   const int64_t st_h = dw.stride_h, st_w = dw.stride_w;
   v16f wr[R * R];
 #pragma GCC unroll 25
-  for (int t = 0; t < R * R; ++t) wr[t] = *reinterpret_cast<const v16f*>(wk + t * CB);
+  for (int t = 0; t < R * R; ++t) wr[t] = *reinterpret_cast<const v16fu*>(wk + t * CB);
   for (int64_t oy = 0; oy < g.oh; ++oy)
     for (int64_t ox = 0; ox < g.ow; ++ox) {
       const float* e0 = e + (oy * st_h * g.wp + ox * st_w) * CB;
