@@ -142,9 +142,15 @@ struct ConvTranspose2dShape {
 };
 void conv_transpose2d_ref(const ConvTranspose2dShape&, const float* x, const float* w,
                           const float* bias, float* y, const Epilogue&);
-size_t conv_transpose2d_cpu_workspace(const ConvTranspose2dShape&);
+// One group, no dilation, input wider than 1x1: with weights packed once (conv_transpose2d_cpu_pack into
+// conv_transpose2d_cpu_packed_floats floats; 0: no packed path), the GEMM is conv2d's pointwise one (c -> k r s
+// channels, AVX-512 tiles) and col2im scatters its output; without, an 8-lane GEMM over the weights as given.
+int64_t conv_transpose2d_cpu_packed_floats(const ConvTranspose2dShape&);
+void conv_transpose2d_cpu_pack(const ConvTranspose2dShape&, const float* w, float* packed);
+size_t conv_transpose2d_cpu_workspace(const ConvTranspose2dShape&, bool prepacked = false);
 void conv_transpose2d_cpu(const ConvTranspose2dShape&, const float* x, const float* w,
-                          const float* bias, float* y, const Epilogue&, void* workspace);
+                          const float* bias, float* y, const Epilogue&, void* workspace,
+                          const float* packed = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // Pooling: x [n, c, h, w] -> y [n, c, out_h, out_w]. PyTorch and ONNX semantics: with ceil_mode a

@@ -7,6 +7,7 @@ import pytest
 from onnx import helper
 
 from graph_util import check_model, make_model, run_ort
+from edgevision import _C
 from edgevision.graph import compile_spec, import_model, optimize
 from edgevision.graph.memory import Buffer, plan_arena
 from edgevision.graph.program import summarize
@@ -273,21 +274,44 @@ def test_conv_transpose_rewritten_as_subpixel_conv(stride, kernel, pads, out_pad
     if act:
         nodes.append(node(act, ["c"], ["y"]))
     consts = {"w": r(5, 3, kernel, kernel), **({"b": r(3)} if bias else {})}
-    model, g = compiled(nodes, [("x", [2, 5, 4, 3])], consts)
+    model = make_model(nodes, [("x", [2, 5, 4, 3])], [("y", None)], consts)
+    # (CUDA graphs: on the CPU these 4x3 inputs keep the transposed conv, see test_conv_transpose_kept_on_small_maps)
+    g = optimize(import_model(model), "cuda")
     assert "conv_transpose2d" not in ops_of(g) and ops_of(g)[0] == "conv2d"
     assert g.nodes[0].attrs["act"] == (act or "none").lower()
-    # A crop after the pixel shuffle folds into it on the CPU; CUDA plans keep the strided_copy (at stride 1 there
-    # is no shuffle to fold into).
+    # A crop after the pixel shuffle folds into it on the CPU (at stride 1 there is no shuffle to fold into; CUDA
+    # plans keep the strided_copy). A wider input, so that the CPU plan takes the sub-pixel conv too.
     cropped = "strided_copy" in ops_of(g)
-    spec, _ = compile_spec(model)
+    wide = make_model(nodes, [("x", [1, 5, 40, 40])], [("y", None)], consts)
+    spec, _ = compile_spec(wide)
+    assert "conv_transpose2d" not in [s["op"] for s in spec["steps"]]
     assert ("strided_copy" in [s["op"] for s in spec["steps"]]) == (cropped and stride == 1)
     assert any("crop" in s["attrs"] for s in spec["steps"] if s["op"] == "pixel_shuffle") == (cropped and stride > 1)
     if stride > 1:
-        cuda_ops = [s["op"] for s in compile_spec(model, device="cuda")[0]["steps"]]
+        cuda_ops = [s["op"] for s in compile_spec(wide, device="cuda")[0]["steps"]]
         assert ("strided_copy" in cuda_ops) == cropped
+    check_model(wide, [r(1, 5, 40, 40)], "plan")
     x = r(2, 5, 4, 3)
     check_model(model, [x], "plan")
     check_model(model, [x], "reference")
+
+
+@pytest.mark.parametrize("executor", ["plan", "reference"])
+@pytest.mark.parametrize("size, kept", [(4, True), (8, True), (16, False)])
+def test_conv_transpose_kept_on_small_maps(executor, size, kept):
+    """CPU plans keep a strided transposed conv whose sub-pixel conv would compute MIN_SUBPIXEL_WASTE times its
+    multiply-adds or more (the DCGAN generators' 4x4 -> 8x8 and 8x8 -> 16x16 layers): its GEMM runs on weights
+    packed at build, then col2im. CUDA plans take the sub-pixel conv."""
+    nodes = [node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", [1, 6, size, size])], [("y", None)], {"w": r(6, 4, 4, 4), "b": r(4)})
+    spec, _ = compile_spec(model)
+    ops = [s["op"] for s in spec["steps"]]
+    assert (ops == ["conv_transpose2d"]) == kept, ops
+    assert "conv_transpose2d" not in [s["op"] for s in compile_spec(model, device="cuda")[0]["steps"]]
+    if kept:
+        assert _C.Plan(spec).packed_bytes > 0  # the weights in the GEMM's layout
+    check_model(model, [r(1, 6, size, size)], executor)
 
 
 def test_conv_transpose_kept_when_the_rewrite_does_not_apply():

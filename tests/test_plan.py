@@ -418,7 +418,12 @@ def check_packed_weights(b, wi, x, wt, ref, weights, packs):
 
 @pytest.mark.parametrize("case", [
     # n, c, h, w, k, r, s, stride, pads, output_padding, dilation, groups, bias
+    # One group, no dilation: the GEMM on weights packed at build, then col2im (the DCGAN layer, batch 3,
+    # uneven stride / kernel / pads with output_padding, a kernel larger than the map); else the 8-lane GEMM.
     (1, 4, 5, 6, 3, 4, 4, (2, 2), (1, 1, 1, 1), (0, 0), (1, 1), 1, True),
+    (1, 64, 4, 4, 32, 4, 4, (2, 2), (1, 1, 1, 1), (0, 0), (1, 1), 1, True),
+    (3, 8, 3, 5, 5, 3, 5, (3, 2), (0, 2, 1, 1), (1, 1), (1, 1), 1, True),
+    (1, 5, 2, 2, 7, 5, 5, (1, 1), (1, 2, 1, 0), (0, 0), (1, 1), 1, False),
     (2, 6, 4, 3, 4, 3, 2, (3, 2), (0, 1, 1, 0), (2, 1), (1, 2), 2, False),
 ])
 def test_conv_transpose2d(rng, case):
@@ -431,6 +436,11 @@ def test_conv_transpose2d(rng, case):
                stride=list(st), pads=list(pads), output_padding=list(op_), dilation=list(dil),
                groups=g, act="tanh")
     close(y, ref)
+    # The weights as a run() input: packed by every call (the 8-lane GEMM).
+    y2 = run_op("conv_transpose2d", [x, wt, None if bias is None else Const(bias)], ref.shape,
+                stride=list(st), pads=list(pads), output_padding=list(op_), dilation=list(dil),
+                groups=g, act="tanh")
+    close(y2, ref)
 
 
 @pytest.mark.parametrize("ceil_mode", [False, True])

@@ -11,6 +11,9 @@
 // general path would pad a single position up to 16.
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#include "cpu/sgemm.h"
 
 #include "epilogue.h"
 #include "ops.h"
@@ -232,15 +235,77 @@ void ct_dense_1x1(const ConvTranspose2dShape& sh, const float* x, const float* w
   }
 }
 
+// The packed path's GEMM: a 1x1 conv2d from the c input channels to col's k * r * s rows (per image
+// [k r s][h w], the batch as images).
+bool packed_path(const ConvTranspose2dShape& s) {
+  return s.groups == 1 && s.dil_h == 1 && s.dil_w == 1 && !is_dense_1x1(s);
+}
+
+Conv2dShape col_gemm(const ConvTranspose2dShape& s) {
+  Conv2dShape g;
+  g.n = s.n, g.c = s.c, g.h = s.h, g.w = s.w, g.k = s.k * s.r * s.s;
+  return g;
+}
+
+int64_t col_floats(const ConvTranspose2dShape& s) { return sgemm::round_up(s.n * s.k * s.r * s.s * s.h * s.w, 16); }
+
+// y = epi(col2im(col) + bias): each thread owns whole output planes, so the scatter-adds have no races.
+void col2im(const ConvTranspose2dShape& s, const float* col, const float* bias, float* y, const Epilogue& e) {
+  const int64_t oh = s.out_h(), ow = s.out_w(), hw = s.h * s.w, rs = s.r * s.s;
+#pragma omp parallel for schedule(static) if (s.flops() > kParallelFlops)
+  for (int64_t p = 0; p < s.n * s.k; ++p) {
+    const int64_t img = p / s.k, k = p % s.k;
+    float* yk = y + p * oh * ow;
+    std::fill(yk, yk + oh * ow, 0.f);
+    for (int64_t ry = 0; ry < s.r; ++ry)
+      for (int64_t sx = 0; sx < s.s; ++sx) {
+        const float* ct = col + ((img * s.k + k) * rs + ry * s.s + sx) * hw;
+        const int64_t ox0 = sx - s.pad_l, st = s.stride_w;
+        const int64_t ix_lo = ox0 < 0 ? (-ox0 + st - 1) / st : 0;
+        const int64_t ix_hi = ow - 1 - ox0 < 0 ? 0 : std::min(s.w, (ow - 1 - ox0) / st + 1);
+        for (int64_t iy = 0; iy < s.h; ++iy) {
+          const int64_t oy = iy * s.stride_h - s.pad_t + ry;
+          if (oy < 0 || oy >= oh) continue;
+          float* yr = yk + oy * ow;
+          const float* cr = ct + iy * s.w;
+          for (int64_t ix = ix_lo; ix < ix_hi; ++ix) yr[ix * st + ox0] += cr[ix];
+        }
+      }
+    const float bv = bias ? bias[k] : 0.f;
+    for (int64_t j = 0; j < oh * ow; ++j) yk[j] = apply_epilogue(yk[j], bv, 0.f, e);
+  }
+}
+
 }  // namespace
 
-size_t conv_transpose2d_cpu_workspace(const ConvTranspose2dShape& s) {
-  return is_dense_1x1(s) ? 0 : CtPlan(s).bytes();
+int64_t conv_transpose2d_cpu_packed_floats(const ConvTranspose2dShape& s) {
+  return packed_path(s) ? conv2d_cpu_packed_floats(col_gemm(s)) : 0;
+}
+
+void conv_transpose2d_cpu_pack(const ConvTranspose2dShape& s, const float* w, float* packed) {
+  // w [c][k r s] -> the 1x1 conv's [k r s][c], then conv2d's packing.
+  const int64_t m = s.k * s.r * s.s;
+  std::vector<float> wt(static_cast<size_t>(m * s.c));
+  for (int64_t c = 0; c < s.c; ++c)
+    for (int64_t i = 0; i < m; ++i) wt[i * s.c + c] = w[c * m + i];
+  conv2d_cpu_pack(col_gemm(s), wt.data(), packed);
+}
+
+size_t conv_transpose2d_cpu_workspace(const ConvTranspose2dShape& s, bool prepacked) {
+  if (is_dense_1x1(s)) return 0;
+  if (prepacked && packed_path(s))
+    return static_cast<size_t>(col_floats(s)) * sizeof(float) + 64 + conv2d_cpu_workspace(col_gemm(s), true);
+  return CtPlan(s).bytes();
 }
 
 void conv_transpose2d_cpu(const ConvTranspose2dShape& s, const float* x, const float* w,
-                          const float* bias, float* y, const Epilogue& e, void* workspace) {
+                          const float* bias, float* y, const Epilogue& e, void* workspace, const float* packed) {
   if (is_dense_1x1(s)) return ct_dense_1x1(s, x, w, bias, y, e);
+  if (packed && packed_path(s)) {
+    float* col = sgemm::align64(workspace);
+    conv2d_cpu(col_gemm(s), x, nullptr, nullptr, nullptr, col, Epilogue{}, col + col_floats(s), packed);
+    return col2im(s, col, bias, y, e);
+  }
   ct_general(s, x, w, bias, y, e, workspace);
 }
 

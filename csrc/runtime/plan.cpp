@@ -1168,6 +1168,7 @@ int64_t packed_floats(const Step& s) {
   if (s.op == Op::Conv2d) return conv2d_cpu_packed_floats(std::get<Conv2dShape>(s.shape));
   if (s.op == Op::Conv2dDwPw) return conv2d_dw_pw_cpu_packed_floats(std::get<DwPwShape>(s.shape));
   if (s.op == Op::Gemm) return gemm_cpu_packed_b_floats(std::get<GemmShape>(s.shape));
+  if (s.op == Op::ConvTranspose2d) return conv_transpose2d_cpu_packed_floats(std::get<ConvTranspose2dShape>(s.shape));
   return 0;
 }
 
@@ -1187,6 +1188,8 @@ void pack(const Step& s, Src src, float* dst) {
   else if (s.op == Op::Conv2dDwPw) {
     const DwPwShape& d = std::get<DwPwShape>(s.shape);
     conv2d_dw_pw_cpu_pack(d, src(3), d.expand ? src(6) : nullptr, src(1), dst);
+  } else if (s.op == Op::ConvTranspose2d) {
+    conv_transpose2d_cpu_pack(std::get<ConvTranspose2dShape>(s.shape), src(1), dst);
   } else gemm_cpu_pack_b(std::get<GemmShape>(s.shape), src(1), dst);
 }
 
@@ -1209,7 +1212,7 @@ void Plan::Impl::allocate(const PlanSpec& spec, const std::vector<int64_t>& cons
       } else if (auto* d = std::get_if<DwPwShape>(&s.shape)) {
         ws = std::max(ws, conv2d_dw_pw_cpu_workspace(*d, prepacks(s)));
       } else if (auto* t = std::get_if<ConvTranspose2dShape>(&s.shape)) {
-        ws = std::max(ws, conv_transpose2d_cpu_workspace(*t));
+        ws = std::max(ws, conv_transpose2d_cpu_workspace(*t, prepacks(s)));
       } else if (auto* g = std::get_if<GemmShape>(&s.shape)) {
         ws = std::max(ws, gemm_cpu_workspace(*g));
       } else if (auto* m = std::get_if<MatMulShape>(&s.shape)) {
@@ -1359,7 +1362,7 @@ void Plan::Impl::exec_cpu(Step& s, void* ws) {
         conv2d_cpu(std::get<Conv2dShape>(s.shape), in(0), in(1), in(2), in(3), y, s.epi, ws, packed());
       break;
     case Op::ConvTranspose2d:
-      conv_transpose2d_cpu(std::get<ConvTranspose2dShape>(s.shape), in(0), in(1), in(2), y, s.epi, ws);
+      conv_transpose2d_cpu(std::get<ConvTranspose2dShape>(s.shape), in(0), in(1), in(2), y, s.epi, ws, packed());
       break;
     case Op::MaxPool2d: max_pool2d_cpu(std::get<Pool2dShape>(s.shape), in(0), y); break;
     case Op::AvgPool2d: avg_pool2d_cpu(std::get<Pool2dShape>(s.shape), in(0), y); break;

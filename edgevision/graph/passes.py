@@ -653,10 +653,19 @@ def fuse_residual(g: Graph) -> None:
     g.prune_values()
 
 
-def conv_transpose_as_conv(g: Graph) -> None:
+# CPU plans keep a stride >= 2 conv_transpose2d (GEMM with packed weights, then col2im) where the sub-pixel conv
+# would compute at least this many times its multiply-adds: the DCGAN generators' 4x4 -> 8x8 layer (5x5
+# positions per phase for 4x4 inputs, 1.56x) and 8x8 -> 16x16 (1.27x). In one process against the sub-pixel
+# plan (Xeon, 2 threads): DCGAN generator 0.83x, cifar10-dcgan 0.86x the time; also taking 16x16 -> 32x32
+# (1.13x) was slower there (its layer 139 vs 128 us).
+MIN_SUBPIXEL_WASTE = 1.2
+
+
+def conv_transpose_as_conv(g: Graph, keep_wasteful: bool = False) -> None:
     """conv_transpose2d with stride s (the same in both dims), a kernel that is a multiple of s, no dilation, one
     group, constant weights and no residual -> conv2d making s*s sub-pixel channels per output channel, a CRD
-    pixel_shuffle and, where the pads or output_padding call for it, a crop (strided_copy).
+    pixel_shuffle and, where the pads or output_padding call for it, a crop (strided_copy). keep_wasteful (CPU
+    plans): not where the sub-pixel conv's padding costs MIN_SUBPIXEL_WASTE times the multiply-adds or more.
 
     Why: with kernel r = s*t, output row s*q + b - pad sums x[q - a] * w[s*a + b] over a < t, which is a t x t
     conv of x (padded by t - 1) whose output channel (k, b_y, b_x) holds w[:, k, s*(t-1-j_y) + b_y, ...]. The
@@ -681,6 +690,8 @@ def conv_transpose_as_conv(g: Graph) -> None:
         extra_h = max(0, -(-(top + oh) // s) - (h + th - 1))
         extra_w = max(0, -(-(left + ow) // s) - (wd + tw - 1))
         zh, zw = h + th - 1 + extra_h, wd + tw - 1 + extra_w
+        if keep_wasteful and s > 1 and zh * zw >= MIN_SUBPIXEL_WASTE * h * wd:
+            continue
         # w[c, k, s*a_y + b_y, s*a_x + b_x] -> w2[(k, b_y, b_x), c, t_h-1-a_y, t_w-1-a_x]
         w6 = w.reshape(c, k, th, s, tw, s)[:, :, ::-1, :, ::-1, :]
         w2 = np.ascontiguousarray(w6.transpose(1, 3, 5, 0, 2, 4).reshape(k * s * s, c, th, tw))
@@ -833,7 +844,7 @@ def remove_dead(g: Graph) -> None:
     g.prune_values()
 
 
-def optimize(g: Graph) -> Graph:
+def optimize(g: Graph, device: str = "cpu") -> Graph:
     """Run every pass in the order the fusions need (in place); returns g."""
     remove_identity(g)
     fold_constants(g)
@@ -847,7 +858,7 @@ def optimize(g: Graph) -> Graph:
     fuse_activations(g, into=EPILOGUE_OPS - {"binary"})  # an Add may still become a residual
     fuse_residual(g)
     fuse_activations(g)
-    conv_transpose_as_conv(g)
+    conv_transpose_as_conv(g, keep_wasteful=device == "cpu")
     remove_identity(g)
     remove_dead(g)
     return g

@@ -293,7 +293,7 @@ def compile_spec(model, *, device: str = "cpu", precision: str = "fp32", input_s
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
         raise ValueError(f"num_threads must be an int >= 0, got {num_threads!r}")
     graph = import_model(model, input_shapes=input_shapes, batch=batch)
-    passes.optimize(graph)
+    passes.optimize(graph, device)
     if device == "cpu":
         passes.fuse_depthwise_pointwise(graph)
         passes.fuse_conv_max_pool(graph)
