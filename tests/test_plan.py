@@ -150,6 +150,39 @@ def test_conv2d(rng, case, res_after_act):
     close(y, ref)
 
 
+def check_dw_pw(rng, x, c, mult, ks, st, pads, dil, k, threads, dw_act, act, has_res, after, expand_act=None):
+    """conv2d_dw_pw on random weights (with the 1x1 expand conv when expand_act = (act, alpha, beta)) against the
+    convs it fuses (edgevision.ops' reference loops), run twice: the second run reuses the workspace."""
+    n = x.shape[0]
+    we, be = rand(rng, c, x.shape[1], 1, 1, scale=0.5), rand(rng, c)
+    wd, bd = rand(rng, c * mult, 1, ks, ks, scale=0.3), rand(rng, c * mult)
+    wp, bp = rand(rng, k, c * mult, 1, 1, scale=0.3), rand(rng, k)
+    dw_in = x
+    if expand_act:
+        dw_in = ops.conv2d(x, we, be, activation=expand_act[0], alpha=expand_act[1], beta=expand_act[2],
+                           reference=True)
+    mid = ops.conv2d(dw_in, wd, bd, stride=st, padding=pads, dilation=dil, groups=c, activation=dw_act,
+                     alpha=-0.5, beta=1.5, reference=True)
+    res = rand(rng, n, k, *mid.shape[2:]) if has_res else None
+    ref = ops.conv2d(mid, wp, bp, activation=act, alpha=0.0, beta=6.0, residual=res, residual_after_act=after,
+                     reference=True)
+    b = SpecBuilder(num_threads=threads)
+    ids = [b.input(x.shape), b.const(wd), b.const(bd), b.const(wp), b.const(bp)]
+    ids.append(-1 if res is None else b.input(res.shape))
+    extra = {}
+    if expand_act:
+        ids += [b.const(we), b.const(be)]
+        extra = dict(ex_act=expand_act[0], ex_alpha=expand_act[1], ex_beta=expand_act[2])
+    b.step("conv2d_dw_pw", ids, b.output(ref.shape), stride=[st, st], pads=list(pads), dilation=[dil, dil],
+           dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0, beta=6.0, residual_after_act=after, **extra)
+    plan = _C.Plan(b.spec())
+    assert plan.packed_bytes > 0  # the weights, packed at build
+    y = np.full(ref.shape, np.nan, np.float32)
+    for _ in range(2):
+        plan.run([x] if res is None else [x, res], [y])
+        close(y, ref)
+
+
 @pytest.mark.parametrize("case", [
     # n, c, h, w, dw kernel, multiplier, stride, pads (t, l, b, r), dilation, pw out channels, threads
     # The band path (3x3, stride 1 or 2, multiplier 1, 32+ output columns): several bands per thread, rows
@@ -169,35 +202,12 @@ def test_conv2d(rng, case, res_after_act):
 @pytest.mark.parametrize("epilogue", ["clip-res", "relu6-res-after", "none"])
 @pytest.mark.parametrize("expand", [0, 6])
 def test_conv2d_dw_pw(rng, case, epilogue, expand):
-    """conv2d_dw_pw against the convs it fuses (edgevision.ops' reference loops); expand: the channels of
-    the block input that a 1x1 expand conv turns into the depthwise's input (0: no expand conv)."""
+    """conv2d_dw_pw against the convs it fuses; expand: the channels of the block input that a 1x1 expand conv
+    turns into the depthwise's input (0: no expand conv)."""
     n, c, h, w, ks, mult, st, pads, dil, k, threads = case
-    x = rand(rng, n, expand or c, h, w)
-    we, be = rand(rng, c, expand or 1, 1, 1, scale=0.5), rand(rng, c)
-    wd, bd = rand(rng, c * mult, 1, ks, ks, scale=0.3), rand(rng, c * mult)
-    wp, bp = rand(rng, k, c * mult, 1, 1, scale=0.3), rand(rng, k)
     dw_act, act = {"clip-res": ("clip", "hardswish"), "relu6-res-after": ("relu", "clip"), "none": ("none", "none")}[epilogue]
-    dw_in = ops.conv2d(x, we, be, activation="leaky_relu", alpha=0.1, reference=True) if expand else x
-    mid = ops.conv2d(dw_in, wd, bd, stride=st, padding=pads, dilation=dil, groups=c, activation=dw_act,
-                     alpha=-0.5, beta=1.5, reference=True)
-    res = rand(rng, n, k, *mid.shape[2:]) if epilogue != "none" else None
-    after = epilogue == "relu6-res-after"
-    ref = ops.conv2d(mid, wp, bp, activation=act, alpha=0.0, beta=6.0, residual=res, residual_after_act=after,
-                     reference=True)
-    b = SpecBuilder(num_threads=threads)
-    ids = [b.input(x.shape), b.const(wd), b.const(bd), b.const(wp), b.const(bp)]
-    ids.append(-1 if res is None else b.input(res.shape))
-    extra = {}
-    if expand:
-        ids += [b.const(we), b.const(be)]
-        extra = dict(ex_act="leaky_relu", ex_alpha=0.1)
-    b.step("conv2d_dw_pw", ids, b.output(ref.shape), stride=[st, st], pads=list(pads), dilation=[dil, dil],
-           dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0, beta=6.0, residual_after_act=after, **extra)
-    plan = _C.Plan(b.spec())
-    assert plan.packed_bytes > 0  # the 1x1 weights, packed at build
-    y = np.full(ref.shape, np.nan, np.float32)
-    plan.run([x] if res is None else [x, res], [y])
-    close(y, ref)
+    check_dw_pw(rng, rand(rng, n, expand or c, h, w), c, mult, ks, st, pads, dil, k, threads, dw_act, act,
+                epilogue != "none", epilogue == "relu6-res-after", ("leaky_relu", 0.1, 0.0) if expand else None)
 
 
 @pytest.mark.parametrize("case", [
@@ -219,32 +229,12 @@ def test_conv2d_dw_pw(rng, case, epilogue, expand):
 ])
 @pytest.mark.parametrize("epilogue", ["relu6-res", "hardswish-res-after", "none"])
 def test_conv2d_dw_pw_blocked(rng, case, epilogue):
-    """conv2d_dw_pw with an expand conv on small maps against the convs it fuses (reference loops)."""
+    """conv2d_dw_pw with an expand conv on small maps against the convs it fuses."""
     n, cin, c, h, w, ks, st, pads, k, threads = case
-    x = rand(rng, n, cin, h, w)
-    we, be = rand(rng, c, cin, 1, 1, scale=0.5), rand(rng, c)
-    wd, bd = rand(rng, c, 1, ks, ks, scale=0.3), rand(rng, c)
-    wp, bp = rand(rng, k, c, 1, 1, scale=0.3), rand(rng, k)
     ex_act, dw_act, act = {"relu6-res": ("clip", "clip", "none"), "hardswish-res-after": ("hardswish", "relu", "clip"),
                            "none": ("none", "none", "none")}[epilogue]
-    dw_in = ops.conv2d(x, we, be, activation=ex_act, alpha=0.0, beta=6.0, reference=True)
-    mid = ops.conv2d(dw_in, wd, bd, stride=st, padding=pads, groups=c, activation=dw_act, alpha=-0.5, beta=1.5,
-                     reference=True)
-    res = rand(rng, n, k, *mid.shape[2:]) if epilogue != "none" else None
-    after = epilogue == "hardswish-res-after"
-    ref = ops.conv2d(mid, wp, bp, activation=act, alpha=0.0, beta=6.0, residual=res, residual_after_act=after,
-                     reference=True)
-    b = SpecBuilder(num_threads=threads)
-    ids = [b.input(x.shape), b.const(wd), b.const(bd), b.const(wp), b.const(bp)]
-    ids += [-1 if res is None else b.input(res.shape), b.const(we), b.const(be)]
-    b.step("conv2d_dw_pw", ids, b.output(ref.shape), stride=[st, st], pads=list(pads), dilation=[1, 1],
-           ex_act=ex_act, ex_alpha=0.0, ex_beta=6.0, dw_act=dw_act, dw_alpha=-0.5, dw_beta=1.5, act=act, alpha=0.0,
-           beta=6.0, residual_after_act=after)
-    plan = _C.Plan(b.spec())
-    y = np.full(ref.shape, np.nan, np.float32)
-    for _ in range(2):  # a second run reuses the workspace (the padding is zeroed per call)
-        plan.run([x] if res is None else [x, res], [y])
-        close(y, ref)
+    check_dw_pw(rng, rand(rng, n, cin, h, w), c, 1, ks, st, pads, 1, k, threads, dw_act, act, epilogue != "none",
+                epilogue == "hardswish-res-after", (ex_act, 0.0, 6.0))
 
 
 def test_conv2d_dw_pw_errors(rng):
