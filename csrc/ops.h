@@ -230,7 +230,7 @@ struct PixelShuffleShape {
   int64_t block = 1;
   ShuffleMode mode = ShuffleMode::CRD;
   // A crop of the shuffled map (CPU only; the sub-pixel form of a padded transposed conv): the output is rows
-  // [top, top + out_h) and columns [left, left + out_w) of it. crop_h = crop_w = 0: the whole map.
+  // [top, top + crop_h) and columns [left, left + crop_w) of it. crop_h = crop_w = 0: the whole map.
   int64_t top = 0, left = 0, crop_h = 0, crop_w = 0;
   int64_t out_h() const { return crop_h ? crop_h : h * block; }
   int64_t out_w() const { return crop_w ? crop_w : w * block; }
