@@ -845,7 +845,8 @@ def remove_dead(g: Graph) -> None:
 
 
 def optimize(g: Graph, device: str = "cpu") -> Graph:
-    """Run every pass in the order the fusions need (in place); returns g."""
+    """Run every pass in the order the fusions need (in place); returns g. device: the plan's ("cpu" keeps the
+    transposed convs that conv_transpose_as_conv's sub-pixel form would pad, see MIN_SUBPIXEL_WASTE)."""
     remove_identity(g)
     fold_constants(g)
     remove_dead(g)
