@@ -111,6 +111,26 @@ void ct_gemm_tile(const float* xq, int64_t np, const float* wm, int64_t m_stride
   for (int i = 0; i < MR; ++i) std::memcpy(out + i * np, acc[i], sizeof acc[i]);
 }
 
+// The input columns [lo, hi) of tap column sx that land in the output, at output column ix * stride_w + ox0.
+struct TapCols {
+  int64_t ox0, lo, hi;
+};
+
+inline TapCols tap_cols(const ConvTranspose2dShape& sh, int64_t sx) {
+  const int64_t ow = sh.out_w(), ox0 = sx * sh.dil_w - sh.pad_l, st = sh.stride_w;
+  return {ox0, ox0 < 0 ? (-ox0 + st - 1) / st : 0, ow - 1 - ox0 < 0 ? 0 : std::min(sh.w, (ow - 1 - ox0) / st + 1)};
+}
+
+// Scatter-adds one input row's col values cr for that tap into output row yr.
+inline void col2im_row(const TapCols& t, int64_t st, const float* cr, float* yr) {
+  for (int64_t ix = t.lo; ix < t.hi; ++ix) yr[ix * st + t.ox0] += cr[ix];
+}
+
+// y = epi(y + bias) over one output plane of n values.
+inline void finish_plane(float* yp, int64_t n, float bias, const Epilogue& e) {
+  for (int64_t j = 0; j < n; ++j) yp[j] = apply_epilogue(yp[j], bias, 0.f, e);
+}
+
 void ct_general(const ConvTranspose2dShape& sh, const float* x, const float* w, const float* bias,
                 float* y, const Epilogue& e, void* workspace) {
   const CtPlan pl(sh);
@@ -161,24 +181,14 @@ void ct_general(const ConvTranspose2dShape& sh, const float* x, const float* w, 
             for (int64_t ry = 0; ry < sh.r; ++ry) {
               const int64_t oy = iy * sh.stride_h - sh.pad_t + ry * sh.dil_h;
               if (oy < 0 || oy >= oh) continue;
-              for (int64_t sx = 0; sx < sh.s; ++sx) {
-                // ox = ix * stride_w + ox0 must land in [0, ow).
-                const int64_t ox0 = sx * sh.dil_w - sh.pad_l, st = sh.stride_w;
-                const int64_t ix_lo = ox0 < 0 ? (-ox0 + st - 1) / st : 0;
-                const int64_t ix_hi = ow - 1 - ox0 < 0 ? 0 : std::min(sh.w, (ow - 1 - ox0) / st + 1);
-                const float* cr = col + (kl * rs + ry * sh.s + sx) * np + i * sh.w;
-                float* yr = yk + oy * ow;
-                for (int64_t ix = ix_lo; ix < ix_hi; ++ix) yr[ix * st + ox0] += cr[ix];
-              }
+              for (int64_t sx = 0; sx < sh.s; ++sx)
+                col2im_row(tap_cols(sh, sx), sh.stride_w, col + (kl * rs + ry * sh.s + sx) * np + i * sh.w,
+                           yk + oy * ow);
             }
           }
       }
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < sh.n * sh.k; ++i) {
-      const float bv = bias ? bias[i % sh.k] : 0.f;
-      float* yp = y + i * oh * ow;
-      for (int64_t j = 0; j < oh * ow; ++j) yp[j] = apply_epilogue(yp[j], bv, 0.f, e);
-    }
+    for (int64_t i = 0; i < sh.n * sh.k; ++i) finish_plane(y + i * oh * ow, oh * ow, bias ? bias[i % sh.k] : 0.f, e);
   }
 }
 
@@ -264,19 +274,13 @@ void col2im(const ConvTranspose2dShape& s, const float* col, const float* bias, 
     for (int64_t ry = 0; ry < s.r; ++ry)
       for (int64_t sx = 0; sx < s.s; ++sx) {
         const float* ct = col + ((img * s.k + k) * rs + ry * s.s + sx) * hw;
-        const int64_t ox0 = sx - s.pad_l, st = s.stride_w;
-        const int64_t ix_lo = ox0 < 0 ? (-ox0 + st - 1) / st : 0;
-        const int64_t ix_hi = ow - 1 - ox0 < 0 ? 0 : std::min(s.w, (ow - 1 - ox0) / st + 1);
+        const TapCols tc = tap_cols(s, sx);
         for (int64_t iy = 0; iy < s.h; ++iy) {
           const int64_t oy = iy * s.stride_h - s.pad_t + ry;
-          if (oy < 0 || oy >= oh) continue;
-          float* yr = yk + oy * ow;
-          const float* cr = ct + iy * s.w;
-          for (int64_t ix = ix_lo; ix < ix_hi; ++ix) yr[ix * st + ox0] += cr[ix];
+          if (oy >= 0 && oy < oh) col2im_row(tc, s.stride_w, ct + iy * s.w, yk + oy * ow);
         }
       }
-    const float bv = bias ? bias[k] : 0.f;
-    for (int64_t j = 0; j < oh * ow; ++j) yk[j] = apply_epilogue(yk[j], bv, 0.f, e);
+    finish_plane(yk, oh * ow, bias ? bias[k] : 0.f, e);
   }
 }
 

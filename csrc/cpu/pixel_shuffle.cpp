@@ -18,6 +18,12 @@ inline int64_t src_channel(const PixelShuffleShape& s, int64_t c, int64_t i, int
   return s.mode == ShuffleMode::CRD ? (c * b + i) * b + j : (i * b + j) * s.c + c;
 }
 
+// Where output pixel (oy, ox) of output channel c reads, from the start of its image of x (the crop applied).
+inline int64_t src_offset(const PixelShuffleShape& s, int64_t c, int64_t oy, int64_t ox) {
+  const int64_t b = s.block, fy = oy + s.top, fx = ox + s.left;
+  return (src_channel(s, c, fy % b, fx % b) * s.h + fy / b) * s.w + fx / b;
+}
+
 // dst[ix * b + j] = src[j][ix] for ix < w. For b = 2, 8 pixels at a time through two vector shuffles.
 template <int B>
 inline void interleave_row(const float* const* src, int64_t w, int64_t b_rt, float* dst) {
@@ -42,11 +48,8 @@ void pixel_shuffle_ref(const PixelShuffleShape& s, const float* x, float* y) {
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t c = 0; c < s.c; ++c)
       for (int64_t oy = 0; oy < oh; ++oy)
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          const int64_t fy = oy + s.top, fx = ox + s.left;
-          const int64_t ci = src_channel(s, c, fy % b, fx % b);
-          y[((n * s.c + c) * oh + oy) * ow + ox] = x[((n * s.c * b * b + ci) * s.h + fy / b) * s.w + fx / b];
-        }
+        for (int64_t ox = 0; ox < ow; ++ox)
+          y[((n * s.c + c) * oh + oy) * ow + ox] = x[n * s.c * b * b * s.h * s.w + src_offset(s, c, oy, ox)];
 }
 
 void pixel_shuffle_cpu(const PixelShuffleShape& s, const float* x, float* y) {
@@ -60,10 +63,8 @@ void pixel_shuffle_cpu(const PixelShuffleShape& s, const float* x, float* y) {
   int32_t offsets[kMaxTableOut];
   if (table)
     for (int64_t oy = 0; oy < oh; ++oy)
-      for (int64_t ox = 0; ox < ow; ++ox) {
-        const int64_t fy = oy + s.top, fx = ox + s.left;
-        offsets[oy * ow + ox] = static_cast<int32_t>(((fy % b) * b + fx % b) * in_plane + fy / b * s.w + fx / b);
-      }
+      for (int64_t ox = 0; ox < ow; ++ox)  // CRD: channel 0's offsets, from the plane's first source channel
+        offsets[oy * ow + ox] = static_cast<int32_t>(src_offset(s, 0, oy, ox));
   // The b source-row pointers live on the stack; a larger block takes the plain indexing loop.
   constexpr int64_t kMaxRowTable = 64;
   // Output planes split over the threads; small outputs run on one thread: waking a team costs more than the
@@ -80,10 +81,7 @@ void pixel_shuffle_cpu(const PixelShuffleShape& s, const float* x, float* y) {
     }
     if (b > kMaxRowTable || !whole) {
       for (int64_t oy = 0; oy < oh; ++oy)
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          const int64_t fy = oy + s.top, fx = ox + s.left;
-          yp[oy * ow + ox] = xn[src_channel(s, c, fy % b, fx % b) * in_plane + fy / b * s.w + fx / b];
-        }
+        for (int64_t ox = 0; ox < ow; ++ox) yp[oy * ow + ox] = xn[src_offset(s, c, oy, ox)];
       continue;
     }
     const float* src[kMaxRowTable];
