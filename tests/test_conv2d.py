@@ -349,8 +349,10 @@ def test_conv2d_strided_pointwise(case, threads):
     check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, res, reference=True), torch_conv(cfg, x, wt, b, res), str(cfg))
 
 
-# The direct strided conv (AVX-512 builds; others take the GEMM path, which the same cases check): stride >= 2,
-# groups 1, output channels a multiple of 32, input channels of 16, K = c r s over 576, 14+ output columns.
+# The direct conv (AVX-512 builds; others take the GEMM path, which the same cases check): groups 1, input channels
+# of 16, K = c r s over 576, not Winograd; stride >= 2 with 14+ output columns and output channels of 32 (tiles of
+# 14 pixels x 32 channels), or any stride at most 7 columns wide and output channels of 64 (whole rows x 64,
+# one channel block of the input at a time over all rows).
 DIRECT_CASES = [
     # n, c, k, h, w, r, stride, pad (t, l, b, r), dilation
     (1, 128, 256, 28, 28, 3, 2, (1, 1, 1, 1), 1),   # ResNet-18's 128 -> 256: tiles of 14
@@ -360,14 +362,20 @@ DIRECT_CASES = [
     (1, 80, 64, 21, 31, 3, 2, (2, 2, 2, 2), 2),     # dilation 2, 16 columns
     (3, 96, 64, 12, 30, 3, 2, (1, 1, 1, 1), 1),     # 3 images, one copy each
     (1, 80, 32, 9, 40, 3, (3, 2), (0, 1, 0, 1), 1),  # stride 3 x 2, 20 columns
-    (1, 256, 64, 14, 14, 3, 2, (1, 1, 1, 1), 1),    # 7 columns: the GEMM path
+    (1, 256, 64, 14, 14, 3, 2, (1, 1, 1, 1), 1),    # 7 columns: whole rows x 64 channels
+    (1, 512, 512, 7, 7, 3, 1, (1, 1, 1, 1), 1),     # ResNet-18's 7x7 convs: 8 blocks of 64
+    (1, 80, 192, 9, 5, 3, 1, (0, 1, 1, 0), 1),      # 3 blocks over 2-4 threads, 4 columns, uneven pads
+    (2, 48, 128, 11, 13, 5, 2, (2, 1, 2, 1), 1),    # 5x5 stride 2, 2 images, 6 columns
+    (1, 80, 64, 10, 9, 3, 1, (2, 2, 2, 2), 2),      # dilation 2, 9 columns: not direct (GEMM)
+    (1, 80, 64, 5, 1, 3, 1, (1, 1, 1, 1), 1),       # one column
+    (1, 96, 96, 7, 7, 3, 1, (1, 1, 1, 1), 1),       # 96 output channels at 7 columns: not direct (GEMM)
 ]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 @pytest.mark.parametrize("case", DIRECT_CASES, ids=lambda c: f"n{c[0]}-{c[1]}-{c[2]}@{c[3]}x{c[4]}k{c[5]}")
 @pytest.mark.parametrize("act, res, after", [("relu", True, False), ("leaky_relu", True, True), (None, False, False)])
-def test_conv2d_direct_strided(case, threads, act, res, after):
+def test_conv2d_direct(case, threads, act, res, after):
     n, c, k, h, w, r, st, pad, d = case
     st = st if isinstance(st, tuple) else (st, st)
     cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, stride=st, dil=(d, d), pad=pad, groups=1, act=act,

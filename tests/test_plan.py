@@ -283,7 +283,7 @@ def test_conv2d_dw_pw_errors(rng):
     (1, 16, 32, 32, 16, 3, 1, 1, 1, (2, 2), 2),    # Winograd's shape (64 tiles): the conv, then the pool
     (2, 16, 10, 10, 16, 3, 1, 1, 16, (2, 2), 2),   # depthwise: the conv, then the pool
     (1, 16, 10, 10, 32, 1, 0, 1, 1, (2, 2), 2),    # pointwise: the conv, then the pool
-    (1, 80, 32, 32, 32, 3, 1, 2, 1, (2, 2), 2),    # the direct strided conv (AVX-512), then the pool
+    (1, 80, 32, 32, 32, 3, 1, 2, 1, (2, 2), 2),    # the direct conv (AVX-512), then the pool
     (1, 16, 9, 9, 8, 3, 1, 1, 1, (9, 9), 2),       # one window over the whole map
     # overlapping windows: neighbouring bands share conv rows
     (1, 3, 40, 40, 16, 7, 3, 2, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # ResNet's stem: 7x7/2 conv, 3x3/2 pad 1 pool

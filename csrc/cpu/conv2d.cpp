@@ -17,8 +17,9 @@
 //   (see PaddedPackB), so there is no im2col.
 // - 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3), 36 GEMMs over transformed
 //   tiles, the transformed filters packed once like the GEMM weights.
-// - strided convs over many input channels (AVX-512; ResNet's deeper 3x3 stride-2 convs): a direct kernel over a
-//   channel-blocked padded copy, 32 output channels x 14 pixels per tile (conv_direct_strided).
+// - convs over many input channels (AVX-512) that are strided with 14+ output columns (ResNet's deeper 3x3
+//   stride-2 convs) or at most 7 columns wide (its 7x7 stage): a direct kernel over a channel-blocked padded
+//   copy, 32 output channels x 14 pixels or 64 x 7 per tile (conv_direct).
 // The epilogue (bias, activation, residual) is fused into the GEMM's or the depthwise kernel's store.
 #include <omp.h>
 
@@ -1601,28 +1602,44 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 }
 
 // ---------------------------------------------------------------------------------------------
-// Strided convs (AVX-512; stride_w >= 2, groups 1, output channels a multiple of 32, input channels of 16, K =
-// c r s over KC_ONE, 14+ output columns: ResNet's 3x3 stride-2 convs after the first): direct, without packing
-// the input. The padded copy is channel-blocked (16 channels of a pixel in one cache line); a tile is 32 output
-// channels x up to 14 consecutive output pixels of one row, and for each channel of a block at each tap it loads
-// 32 weights as two vectors and broadcasts the tile's 14 inputs: 28 accumulators, 28 multiply-adds per 16 loads,
-// no partial sums. The GEMM path packs the input patches per depth block of 256 and keeps partial sums between
-// blocks (perf on ResNet-18's 128 -> 256 stride-2 conv at 28x28: a fifth of its time outside the multiply-adds).
-// Paired C++ A/B against the GEMM path, Xeon: that conv 0.88-0.90x at 2 threads (0.89-0.94 at 1; with a 64 MB
-// flush before each call, as in a model whose weights come from memory, 2262 -> 2148 us flush included).
-// Whole ResNet-18, native / ONNX Runtime in alternating processes (7 pairs, a slow phase of this VM): 1.08 mean
-// against 1.11. Left on the GEMM: K <= KC_ONE (one depth block, no partial sums: 64 -> 128 at 56x56 ran 1.06-1.11x
-// direct) and maps under 14 columns (256 -> 512 at 14x14 -> 7x7, as two-row tiles: 0.91x alone, but slower in
-// the model in 6 of 7 runs, its 4.7 MB of weights read from memory).
+// Direct convs (AVX-512; groups 1, input channels of 16, K = c r s over KC_ONE, not Winograd), without packing the
+// input. The padded copy is channel-blocked (16 channels of a pixel in one cache line); a tile is up to 14
+// consecutive output pixels of a row x 32 output channels, or up to 7 x 64: for each channel of a block at each
+// tap it loads the weights as 2 or 4 vectors and broadcasts the tile's inputs: 28 accumulators, 28 multiply-adds
+// per 16 or 11 loads. Two cases:
+// - strided convs with 14+ output columns (ResNet's 3x3 stride-2 convs after the first): tiles of 14 x 32, the
+//   whole K at once, no partial sums. The GEMM path packs the input patches per depth block of 256 and keeps
+//   partial sums between blocks (perf on ResNet-18's 128 -> 256 stride-2 conv at 28x28: a fifth of its time
+//   outside the multiply-adds). Paired C++ A/B against the GEMM path, Xeon: that conv 0.88-0.90x at 2 threads
+//   (0.89-0.94 at 1; with a 64 MB flush before each call, 2262 -> 2148 us flush included). Left on the GEMM:
+//   K <= KC_ONE (one depth block, no partial sums: 64 -> 128 at 56x56 ran 1.06-1.11x direct).
+// - maps at most 7 wide, any stride (ResNet-18's 512 -> 512 3x3 convs at 7x7 and its 256 -> 512 stride-2 conv):
+//   whole rows x 64 channels. Each thread takes whole blocks of 64 output channels; per block it runs one
+//   channel block of the input (9 taps x 16 channels: 36 KB of weights) over all rows, keeping the rows' partial
+//   sums, so those weights are read from L3 once and from L1 for the other rows; the tile prefetches the next
+//   channel block's weights into L2 a quarter per row (without it the first row waited on L3: perf put the
+//   weight loads hottest, and the 64 x 7 tiles ran 1.05x the GEMM). Paired C++ A/B against the GEMM path,
+//   Xeon: 512 -> 512 at 7x7 0.89x at 2 threads (0.81x at 1: 143 GFLOP/s), 256 -> 512 stride 2 0.85x; in
+//   ResNet-18 (per-step medians in one process) those convs 1.10-1.20 ms against ONNX Runtime's 1.30-1.36.
+//   (Whole rows of 7 x 32 channels in 14-column tiles, two rows per tile, ran 0.91x the GEMM alone but slower
+//   in the model: full K per tile streams the weights from L3 for every row pair.) Batch 8 at 7x7 stride 1 is
+//   Winograd's (32 tiles).
 // ---------------------------------------------------------------------------------------------
 #if EV_SGEMM_AVX512
-constexpr int DC_OC = 32, DC_PX = 14, DC_CB = 16;
+constexpr int DC_CB = 16, DC_PX = 14;
 
 int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 
-bool direct_strided(const Conv2dShape& s) {
-  return s.groups == 1 && s.stride_w >= 2 && s.k % DC_OC == 0 && s.c % DC_CB == 0 && kernel_fits(s) &&
-         !is_strided_pointwise(s) && direct_k(s) > sgemm::KC_ONE && s.out_w() >= DC_PX;
+// Output channels per tile: 32 over rows of 14+ pixels (tiles of 14), 64 on maps at most 7 wide (tiles of a whole
+// row): 28 accumulators either way.
+int direct_oc(const Conv2dShape& s) { return s.out_w() >= DC_PX ? 32 : 64; }
+
+bool use_direct(const Conv2dShape& s) {
+  if (s.groups != 1 || s.c % DC_CB != 0 || !kernel_fits(s) || is_pointwise(s) || is_strided_pointwise(s) ||
+      direct_k(s) <= sgemm::KC_ONE || use_winograd(s))
+    return false;
+  if (s.stride_w >= 2 && s.out_w() >= DC_PX) return s.k % 32 == 0;
+  return s.out_w() <= 7 && s.k % 64 == 0;
 }
 
 // The padded input, channel-blocked: [c / 16][stride phase (py, px)][hq][wq][16]: a pixel's 16 channels are one
@@ -1642,56 +1659,66 @@ DirectGeom direct_geom(const Conv2dShape& s) {
 }
 
 // K index p = ((cb * r + ky) * s + kx) * 16 + i (channel cb * 16 + i at tap (ky, kx)); weights [k][c][r][s] ->
-// [k / 32][K][32] in that order.
+// [k / oc][K][oc] in that order (oc = direct_oc).
 void direct_pack(const Conv2dShape& s, const float* w, float* packed) {
-  const int64_t K = direct_k(s), rs = s.r * s.s;
+  const int64_t K = direct_k(s), rs = s.r * s.s, oc = direct_oc(s);
   for (int64_t o = 0; o < s.k; ++o)
     for (int64_t ci = 0; ci < s.c; ++ci)
       for (int64_t t = 0; t < rs; ++t) {
         const int64_t p = ((ci / DC_CB) * rs + t) * DC_CB + ci % DC_CB;
-        packed[((o / DC_OC) * K + p) * DC_OC + o % DC_OC] = w[(o * s.c + ci) * rs + t];
+        packed[((o / oc) * K + p) * oc + o % oc] = w[(o * s.c + ci) * rs + t];
       }
 }
 
-// One tile of W pixels of an output row (pixel j at in + 16 j):
-// tmp[j * 32 + o] = sum over taps t and channels i of in[tap[t] + 16 j + i] * weights.
-template <int W>
+// One tile of W pixels of an output row (pixel j at in + 16 j) x 16 V output channels:
+// tmp[j * 16 V + o] = sum over taps t and channels i of in[tap[t] + 16 j + i] * weights, plus tmp's own values when
+// `add` (a partial sum). With PF, one line from pf on is prefetched into L2 per K index (an unneeded prefetch cost
+// the 14 x 32 tiles 5%).
+template <int W, int V, bool PF>
 void direct_tile(int64_t taps, const int64_t* __restrict tap, const float* __restrict in,
-                 const float* __restrict wb, float* __restrict tmp) {
-  sgemm::v16f a0[W], a1[W];
+                 const float* __restrict wb, float* __restrict tmp, bool add, const float* pf) {
+  constexpr int OC = 16 * V;
+  sgemm::v16f acc[W][V];
 #pragma GCC unroll 14
-  for (int j = 0; j < W; ++j) a0[j] = a1[j] = sgemm::v16f{};
+  for (int j = 0; j < W; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      acc[j][v] = add ? *reinterpret_cast<const sgemm::v16f*>(tmp + j * OC + 16 * v) : sgemm::v16f{};
   for (int64_t t = 0; t < taps; ++t) {
     const float* xi = in + tap[t];
-    const float* wt = wb + t * DC_CB * DC_OC;
+    const float* wt = wb + t * DC_CB * OC;
 #pragma GCC unroll 4
     for (int i = 0; i < DC_CB; ++i) {
-      const sgemm::v16f w0 = *reinterpret_cast<const sgemm::v16fu*>(wt + i * DC_OC);
-      const sgemm::v16f w1 = *reinterpret_cast<const sgemm::v16fu*>(wt + i * DC_OC + 16);
+      if (PF) __builtin_prefetch(pf + (t * DC_CB + i) * 16, 0, 2);
+      sgemm::v16f w[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) w[v] = *reinterpret_cast<const sgemm::v16fu*>(wt + i * OC + 16 * v);
 #pragma GCC unroll 14
       for (int j = 0; j < W; ++j) {
         const float x = xi[j * DC_CB + i];
-        a0[j] += w0 * x;
-        a1[j] += w1 * x;
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[j][v] += w[v] * x;
       }
     }
   }
 #pragma GCC unroll 14
-  for (int j = 0; j < W; ++j) {
-    *reinterpret_cast<sgemm::v16f*>(tmp + j * DC_OC) = a0[j];
-    *reinterpret_cast<sgemm::v16f*>(tmp + j * DC_OC + 16) = a1[j];
-  }
+  for (int j = 0; j < W; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) *reinterpret_cast<sgemm::v16f*>(tmp + j * OC + 16 * v) = acc[j][v];
 }
 
-using DirectTileFn = void (*)(int64_t, const int64_t*, const float*, const float*, float*);
-template <size_t... I>
+using DirectTileFn = void (*)(int64_t, const int64_t*, const float*, const float*, float*, bool, const float*);
+template <int V, bool PF, size_t... I>
 constexpr std::array<DirectTileFn, sizeof...(I)> direct_tiles(std::index_sequence<I...>) {
-  return {&direct_tile<static_cast<int>(I) + 1>...};
+  return {&direct_tile<static_cast<int>(I) + 1, V, PF>...};
 }
-constexpr auto kDirectTiles = direct_tiles(std::make_index_sequence<DC_PX>{});
+// By width - 1: 32 output channels x 1..14 pixels, 64 x 1..7.
+constexpr auto kDirectTiles32 = direct_tiles<2, false>(std::make_index_sequence<DC_PX>{});
+constexpr auto kDirectTiles64 = direct_tiles<4, true>(std::make_index_sequence<7>{});
 
 size_t direct_bytes(const Conv2dShape& s) {
-  return static_cast<size_t>(direct_geom(s).floats + 2 * direct_k(s) / DC_CB) * sizeof(float) + 64;
+  const int64_t part = direct_oc(s) == 64 ? omp_get_max_threads() * s.out_h() * 7 * 64 + 16 : 0;
+  return static_cast<size_t>(direct_geom(s).floats + 2 * direct_k(s) / DC_CB + part) * sizeof(float) + 64;
 }
 
 // Input rows [r0, r1) (row r: channel block r / h, image row r % h) into the blocked padded copy.
@@ -1709,7 +1736,7 @@ void direct_copy(const Conv2dShape& s, const DirectGeom& g, const float* x, floa
   }
 }
 
-void conv_direct_strided(const Conv2dShape& s, const float* x, const float* pw, const float* bias,
+void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const float* bias,
                          const float* res, float* y, const Epilogue& e, void* ws) {
   const DirectGeom g = direct_geom(s);
   const int threads = omp_get_max_threads();
@@ -1723,7 +1750,9 @@ void conv_direct_strided(const Conv2dShape& s, const float* x, const float* pw, 
     tap[t] = cb * g.block + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * g.phase +
              (dy / s.stride_h * g.wq + dx / s.stride_w) * DC_CB;
   }
-  const int64_t row_tiles = sgemm::ceil_div(ow, DC_PX), items = s.k / DC_OC * oh * row_tiles;
+  const int oc = direct_oc(s), px = oc == 32 ? DC_PX : 7;
+  const DirectTileFn* tiles = oc == 32 ? kDirectTiles32.data() : kDirectTiles64.data();
+  const int64_t row_tiles = sgemm::ceil_div(ow, px), items = s.k / oc * oh * row_tiles;
   const sgemm::StoreFn store = sgemm::pick_store(e.act);
   for (int64_t b = 0; b < s.n; ++b) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -1734,17 +1763,39 @@ void conv_direct_strided(const Conv2dShape& s, const float* x, const float* pw, 
 #pragma omp barrier
       direct_copy(s, g, x + b * in_img, xb, rows * t / nt, rows * (t + 1) / nt);
 #pragma omp barrier
-      alignas(64) float tmp[DC_PX * DC_OC];
-      alignas(64) float tile[DC_OC * NR];
+      alignas(64) float tmp[DC_PX * 32];  // = 7 x 64
+      alignas(64) float tile[64 * NR];
+      if (oc == 64) {
+        // Whole rows of 7: per block of 64 output channels, one channel block's taps (36 KB of weights) at a
+        // time over all rows, their partial sums in part[], so the weights stay in L1.
+        float* part = sgemm::align64(tap + taps) + t * oh * 7 * 64;
+        const int64_t nblk = s.k / 64, b0 = nblk * t / nt, b1 = nblk * (t + 1) / nt;
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t chunk = rs * DC_CB * oc;  // floats of weights per channel block
+          for (int64_t cb = 0; cb < s.c / DC_CB; ++cb) {
+            const float* wc = pw + blk * K * oc + cb * chunk;
+            for (int64_t oy = 0; oy < oh; ++oy)
+              tiles[ow - 1](rs, tap + cb * rs, xb + oy * g.wq * DC_CB, wc, part + oy * 7 * 64, cb > 0,
+                            wc + chunk + std::min<int64_t>(oy, 3) * chunk / 4);
+          }
+          for (int64_t oy = 0; oy < oh; ++oy) {
+            for (int o = 0; o < oc; ++o)
+              for (int j = 0; j < ow; ++j) tile[o * NR + j] = part[(oy * 7 + j) * oc + o];
+            const int64_t at = b * out_img + blk * oc * ohw + oy * ow;
+            store(tile, oc, ow, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * oc : nullptr,
+                  nullptr, 1.f, e);
+          }
+        }
+      } else
       // Items in block-major order: each thread's share of the output channels reads only their weights.
       for (int64_t it = items * t / nt; it < items * (t + 1) / nt; ++it) {
-        const int64_t blk = it / (oh * row_tiles), oy = it / row_tiles % oh, ox = it % row_tiles * DC_PX;
-        const int width = static_cast<int>(std::min<int64_t>(DC_PX, ow - ox));
-        kDirectTiles[width - 1](taps, tap, xb + (oy * g.wq + ox) * DC_CB, pw + blk * K * DC_OC, tmp);
-        for (int o = 0; o < DC_OC; ++o)
-          for (int j = 0; j < width; ++j) tile[o * NR + j] = tmp[j * DC_OC + o];
-        const int64_t at = b * out_img + blk * DC_OC * ohw + oy * ow + ox;
-        store(tile, DC_OC, width, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * DC_OC : nullptr,
+        const int64_t blk = it / (oh * row_tiles), oy = it / row_tiles % oh, ox = it % row_tiles * px;
+        const int width = static_cast<int>(std::min<int64_t>(px, ow - ox));
+        tiles[width - 1](taps, tap, xb + (oy * g.wq + ox) * DC_CB, pw + blk * K * oc, tmp, false, nullptr);
+        for (int o = 0; o < oc; ++o)
+          for (int j = 0; j < width; ++j) tile[o * NR + j] = tmp[j * oc + o];
+        const int64_t at = b * out_img + blk * oc * ohw + oy * ow + ox;
+        store(tile, oc, width, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * oc : nullptr,
               nullptr, 1.f, e);
       }
       if (b + 1 < s.n) {
@@ -1754,11 +1805,11 @@ void conv_direct_strided(const Conv2dShape& s, const float* x, const float* pw, 
   }
 }
 #else
-bool direct_strided(const Conv2dShape&) { return false; }
+bool use_direct(const Conv2dShape&) { return false; }
 int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 void direct_pack(const Conv2dShape&, const float*, float*) {}
 size_t direct_bytes(const Conv2dShape&) { return 0; }
-void conv_direct_strided(const Conv2dShape&, const float*, const float*, const float*, const float*, float*,
+void conv_direct(const Conv2dShape&, const float*, const float*, const float*, const float*, float*,
                          const Epilogue&, void*) {}
 #endif
 
@@ -1774,7 +1825,7 @@ void conv_direct_strided(const Conv2dShape&, const float*, const float*, const f
 // ---------------------------------------------------------------------------------------------
 bool pool_fused(const Conv2dShape& s, bool residual) {
   return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
-         !use_winograd(s) && !direct_strided(s);
+         !use_winograd(s) && !use_direct(s);
 }
 
 // A packer for output columns [j0 + first, ...): a band of rows packed as if it were the whole image.
@@ -1926,7 +1977,7 @@ size_t conv2d_workspace(const Conv2dShape& s) {
   if (is_strided_pointwise(s))
     return gathered_floats(s) * sizeof(float) + sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads) + 64;
   if (use_winograd(s)) return winograd_bytes(s, threads);
-  if (direct_strided(s)) return direct_bytes(s);
+  if (use_direct(s)) return direct_bytes(s);
   const PadGeom pg = pad_geom(s);
   const int64_t gemm1 = sgemm::round_up(static_cast<int64_t>(padded_gemm_bytes(s) / sizeof(float)), 16);
   const int64_t floats = per_image_threads(s, threads)
@@ -1942,14 +1993,14 @@ size_t conv2d_workspace(const Conv2dShape& s) {
 int64_t conv2d_cpu_packed_floats(const Conv2dShape& s) {
   if (!kernel_fits(s) || is_depthwise(s)) return 0;
   if (use_winograd(s)) return 36 * wino_geom(s).ustride;
-  if (direct_strided(s)) return s.k * direct_k(s);
+  if (use_direct(s)) return s.k * direct_k(s);
   return s.groups * sgemm::packed_a_floats(s.k / s.groups, s.c / s.groups * s.r * s.s);
 }
 
 void conv2d_cpu_pack(const Conv2dShape& s, const float* w, float* packed) {
   if (conv2d_cpu_packed_floats(s) == 0) return;
   if (use_winograd(s)) return wino_weights(s, wino_geom(s), w, packed);
-  if (direct_strided(s)) return direct_pack(s, w, packed);
+  if (use_direct(s)) return direct_pack(s, w, packed);
   const int64_t kg = s.k / s.groups, K = s.c / s.groups * s.r * s.s;
   const int threads = omp_get_max_threads();
   if (pointwise_split_k(s, threads)) return sgemm::pack_a(w, s.k, s.c, packed, split_k_depth(s, threads));
@@ -2001,8 +2052,8 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_strided_pointwise(s, x, packed, bias, residual, y, e, workspace);
   else if (use_winograd(s))
     conv_winograd(s, x, packed, bias, residual, y, e, workspace);
-  else if (direct_strided(s))
-    conv_direct_strided(s, x, packed, bias, residual, y, e, workspace);
+  else if (use_direct(s))
+    conv_direct(s, x, packed, bias, residual, y, e, workspace);
   else
     conv_padded(s, x, packed, bias, residual, y, e, workspace);
 }
