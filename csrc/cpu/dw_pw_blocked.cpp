@@ -23,6 +23,7 @@
 
 #include "cpu/sgemm.h"
 #include "cpu/vec_act.h"
+#include "cpu/vec_lanes.h"
 
 namespace ev {
 namespace cpu {
@@ -145,37 +146,6 @@ struct VecEpi {
     if (span) span_fn(p, p, n, al, be);
   }
 };
-
-// In-register 16 x 16 transpose: afterwards r[j][i] is the former r[i][j]. Four rounds; round B swaps the
-// off-diagonal B x B blocks of every 2B x 2B block (16 two-source permutes per round).
-template <int B>
-inline __attribute__((always_inline)) void transpose16_round(v16f* r) {
-  constexpr auto lo = [](int j) { return j & B ? 16 + j - B : j; };
-  constexpr auto hi = [](int j) { return j & B ? 16 + j : j + B; };
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i)
-    if (!(i & B)) {
-      const v16f a = r[i], c = r[i + B];
-      r[i] = __builtin_shufflevector(a, c, lo(0), lo(1), lo(2), lo(3), lo(4), lo(5), lo(6), lo(7), lo(8), lo(9),
-                                     lo(10), lo(11), lo(12), lo(13), lo(14), lo(15));
-      r[i + B] = __builtin_shufflevector(a, c, hi(0), hi(1), hi(2), hi(3), hi(4), hi(5), hi(6), hi(7), hi(8), hi(9),
-                                         hi(10), hi(11), hi(12), hi(13), hi(14), hi(15));
-    }
-}
-
-inline __attribute__((always_inline)) void transpose16(v16f* r) {
-  transpose16_round<8>(r);
-  transpose16_round<4>(r);
-  transpose16_round<2>(r);
-  transpose16_round<1>(r);
-}
-
-template <Act ACT>
-inline __attribute__((always_inline)) v16f activate16(v16f v, float al, float be) {
-  const vf8 lo = activate8<ACT>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), al, be);
-  const vf8 hi = activate8<ACT>(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), al, be);
-  return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-}
 
 // Outputs [pa, pb) of one image: the threads' partial sums (partial(u) + pixel * Kp + channel) added up
 // 16 pixels x 16 channels at a time, transposed in registers, then bias, residual and activation on the

@@ -116,5 +116,17 @@ inline void activate_span(const float* x, float* y, int64_t n, float al, float b
   }
 }
 
+#if defined(__AVX512F__)
+typedef float vf16 __attribute__((vector_size(64)));
+
+// activate8 on the two halves of a 16-lane vector (the AVX-512 kernels' stores to NCHW rows).
+template <Act ACT>
+inline __attribute__((always_inline)) vf16 activate16(vf16 v, float al, float be) {
+  const vf8 lo = activate8<ACT>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), al, be);
+  const vf8 hi = activate8<ACT>(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), al, be);
+  return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+#endif
+
 }  // namespace cpu
 }  // namespace ev
