@@ -17,9 +17,9 @@
 //   (see PaddedPackB), so there is no im2col.
 // - 3x3 stride 1 with enough channels and tiles: Winograd F(4x4, 3x3), 36 GEMMs over transformed
 //   tiles, the transformed filters packed once like the GEMM weights.
-// - convs over many input channels (AVX-512) that are strided with 14+ output columns (ResNet's deeper 3x3
-//   stride-2 convs) or at most 7 columns wide (its 7x7 stage): a direct kernel over a channel-blocked padded
-//   copy, 32 output channels x 14 pixels or 64 x 7 per tile (conv_direct).
+// - convs over input channels of 16 to output channels of 32 (AVX-512) that Winograd does not take (ResNet's
+//   stride-2 convs and its 7x7 stage, 5x5 convs, maps under 14 wide): a direct kernel over a channel-blocked
+//   padded copy, 32 output channels x 14 pixels or 64 x 7 per tile (conv_direct).
 // The epilogue (bias, activation, residual) is fused into the GEMM's or the depthwise kernel's store.
 #include <omp.h>
 
@@ -1603,44 +1603,43 @@ void conv_winograd(const Conv2dShape& s, const float* x, const float* u, const f
 }
 
 // ---------------------------------------------------------------------------------------------
-// Direct convs (AVX-512; groups 1, input channels of 16, K = c r s over KC_ONE, not Winograd), without packing the
-// input. The padded copy is channel-blocked (16 channels of a pixel in one cache line); a tile is up to 14
-// consecutive output pixels of a row x 32 output channels, or up to 7 x 64: for each channel of a block at each
-// tap it loads the weights as 2 or 4 vectors and broadcasts the tile's inputs: 28 accumulators, 28 multiply-adds
-// per 16 or 11 loads. Two cases:
-// - strided convs with 14+ output columns (ResNet's 3x3 stride-2 convs after the first): tiles of 14 x 32, the
-//   whole K at once, no partial sums. The GEMM path packs the input patches per depth block of 256 and keeps
-//   partial sums between blocks (perf on ResNet-18's 128 -> 256 stride-2 conv at 28x28: a fifth of its time
-//   outside the multiply-adds). Paired C++ A/B against the GEMM path, Xeon: that conv 0.88-0.90x at 2 threads
-//   (0.89-0.94 at 1; with a 64 MB flush before each call, 2262 -> 2148 us flush included). Left on the GEMM:
-//   K <= KC_ONE (one depth block, no partial sums: 64 -> 128 at 56x56 ran 1.06-1.11x direct).
-// - maps at most 7 wide, any stride (ResNet-18's 512 -> 512 3x3 convs at 7x7 and its 256 -> 512 stride-2 conv):
-//   whole rows x 64 channels. Each thread takes whole blocks of 64 output channels; per block it runs one
-//   channel block of the input (9 taps x 16 channels: 36 KB of weights) over all rows, keeping the rows' partial
-//   sums, so those weights are read from L3 once and from L1 for the other rows; the tile prefetches the next
-//   channel block's weights into L2 a quarter per row (without it the first row waited on L3: perf put the
-//   weight loads hottest, and the 64 x 7 tiles ran 1.05x the GEMM). Paired C++ A/B against the GEMM path,
-//   Xeon: 512 -> 512 at 7x7 0.89x at 2 threads (0.81x at 1: 143 GFLOP/s), 256 -> 512 stride 2 0.85x; in
-//   ResNet-18 (per-step medians in one process) those convs 1.10-1.20 ms against ONNX Runtime's 1.30-1.36.
-//   (Whole rows of 7 x 32 channels in 14-column tiles, two rows per tile, ran 0.91x the GEMM alone but slower
-//   in the model: full K per tile streams the weights from L3 for every row pair.) Batch 8 at 7x7 stride 1 is
-//   Winograd's (32 tiles).
+// Direct convs (AVX-512; groups 1, input channels of 16, output channels of 32, not 1x1, not Winograd), without
+// packing the input. The padded copy is channel-blocked (16 channels of a pixel in one cache line, written by 16 x
+// 16 in-register transposes); a tile is up to 14 consecutive output pixels of a row x 32 output channels, or up to
+// 7 x 64: for each channel of a block at each tap it loads the weights as 2 or 4 vectors and broadcasts the tile's
+// inputs: 28 accumulators, 28 multiply-adds per 16 or 11 loads. Tiles go to NCHW through 16 x 16 transposes with
+// the epilogue on whole vectors (direct_store). Two cases:
+// - tiles of up to 14 x 32, the whole K at once, no partial sums (the pool-fused conv's bands run these too,
+//   direct_rows). The GEMM path packs the input patches per depth block of 256 and keeps partial sums between
+//   blocks (perf on ResNet-18's 128 -> 256 stride-2 conv at 28x28: a fifth of its time outside the multiply-adds).
+//   Paired C++ A/B against the GEMM path, Xeon, 2 threads: that conv 0.88-0.90x (before the vector transposes,
+//   which took another 0.87-0.89x), ResNet-18's 64 -> 128 stride 2 at 56x56 (K = 576) 0.92-0.94x, 16 -> 32 and
+//   32 -> 64 stride 2 0.69-0.84x, 5x5 stride 1 at 14-28 wide 0.73-0.82x, 3x3 at 8-13 wide (too few tiles for
+//   Winograd) 0.71-0.80x, 96 channels at 7x7 0.57x.
+// - maps at most 7 wide with output channels of 64 (ResNet-18's 512 -> 512 3x3 convs at 7x7 and its 256 -> 512
+//   stride-2 conv): whole rows x 64 channels. Each thread takes whole blocks of 64 output channels; per block it
+//   runs one channel block of the input (9 taps x 16 channels: 36 KB of weights) over all rows, keeping the rows'
+//   partial sums, so those weights are read from L3 once and from L1 for the other rows; the tile prefetches the
+//   next channel block's weights into L2 a quarter per row (without it the first row waited on L3: perf put the
+//   weight loads hottest, and the 64 x 7 tiles ran 1.05x the GEMM). Paired C++ A/B against the GEMM path, Xeon:
+//   512 -> 512 at 7x7 0.89x at 2 threads (0.81x at 1: 143 GFLOP/s), 256 -> 512 stride 2 0.85x, both before the
+//   vector transposes (0.90-0.97x again). (Whole rows of 7 x 32 channels in 14-column tiles, two rows per tile,
+//   ran 0.91x the GEMM alone but slower in the model: full K per tile streams the weights from L3 for every row
+//   pair; the 64-channel layout over wider maps, 7-pixel tiles, ran 1.03x the 14 x 32 tiles at 14 wide and
+//   1.16x the GEMM at 28.) Batch 8 at 7x7 stride 1 is Winograd's (32 tiles).
 // ---------------------------------------------------------------------------------------------
 #if EV_SGEMM_AVX512
 constexpr int DC_CB = 16, DC_PX = 14;
 
 int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 
-// Output channels per tile: 32 over rows of 14+ pixels (tiles of 14), 64 on maps at most 7 wide (tiles of a whole
-// row): 28 accumulators either way.
-int direct_oc(const Conv2dShape& s) { return s.out_w() >= DC_PX ? 32 : 64; }
+// Output channels per tile: 64 on maps at most 7 wide (tiles of a whole row), else 32 (tiles of up to 14 pixels):
+// 28 accumulators either way.
+int direct_oc(const Conv2dShape& s) { return s.out_w() <= 7 && s.k % 64 == 0 ? 64 : 32; }
 
 bool use_direct(const Conv2dShape& s) {
-  if (s.groups != 1 || s.c % DC_CB != 0 || !kernel_fits(s) || is_pointwise(s) || is_strided_pointwise(s) ||
-      direct_k(s) <= sgemm::KC_ONE || use_winograd(s))
-    return false;
-  if (s.stride_w >= 2 && s.out_w() >= DC_PX) return s.k % 32 == 0;
-  return s.out_w() <= 7 && s.k % 64 == 0;
+  return s.groups == 1 && s.c % DC_CB == 0 && s.k % 32 == 0 && kernel_fits(s) && !is_pointwise(s) &&
+         !is_strided_pointwise(s) && !use_winograd(s);
 }
 
 // The padded input, channel-blocked: [c / 16][stride phase (py, px)][hq][wq][16]: a pixel's 16 channels are one
@@ -1748,6 +1747,39 @@ void direct_store(const float* tmp, int oc, int width, float* y, int64_t ld, con
 
 using DirectStoreFn = void (*)(const float*, int, int, float*, int64_t, const float*, const float*, const Epilogue&);
 
+DirectStoreFn pick_direct_store(Act a) {
+  return sgemm::with_act(a, [](auto act) -> DirectStoreFn { return direct_store<decltype(act)::value>; });
+}
+
+// Offsets into the blocked copy of each tap (cb, ky, kx): channel block, stride phase, phase row and column.
+void direct_taps(const Conv2dShape& s, const DirectGeom& g, int64_t* tap) {
+  const int64_t rs = s.r * s.s;
+  for (int64_t t = 0; t < s.c / DC_CB * rs; ++t) {
+    const int64_t cb = t / rs, dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
+    tap[t] = cb * g.block + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * g.phase +
+             (dy / s.stride_h * g.wq + dx / s.stride_w) * DC_CB;
+  }
+}
+
+// Output rows [r0, r1) of one image, all channels, from the blocked copy xb in tiles of up to 14 pixels x 32
+// channels over the whole K (weights packed for direct_oc 32); row r0 at y, channel planes ld floats apart. On the
+// calling thread: the pool-fused conv's bands.
+void direct_rows(const Conv2dShape& s, const DirectGeom& g, const int64_t* tap, const float* xb, const float* pw,
+                 const float* bias, float* y, int64_t ld, int64_t r0, int64_t r1, const Epilogue& e) {
+  const int64_t taps = s.c / DC_CB * s.r * s.s, K = direct_k(s), ow = s.out_w();
+  const DirectStoreFn store = pick_direct_store(e.act);
+  alignas(64) float tmp[DC_PX * 32];
+  for (int64_t oy = r0; oy < r1; ++oy)
+    for (int64_t ox = 0; ox < ow; ox += DC_PX) {
+      const int width = static_cast<int>(std::min<int64_t>(DC_PX, ow - ox));
+      for (int64_t blk = 0; blk < s.k / 32; ++blk) {
+        kDirectTiles32[width - 1](taps, tap, xb + (oy * g.wq + ox) * DC_CB, pw + blk * K * 32, tmp, false, nullptr);
+        store(tmp, 32, width, y + blk * 32 * ld + (oy - r0) * ow + ox, ld, nullptr, bias ? bias + blk * 32 : nullptr,
+              e);
+      }
+    }
+}
+
 size_t direct_bytes(const Conv2dShape& s) {
   const int64_t part = direct_oc(s) == 64 ? omp_get_max_threads() * s.out_h() * 7 * 64 + 16 : 0;
   return static_cast<size_t>(direct_geom(s).floats + 2 * direct_k(s) / DC_CB + part) * sizeof(float) + 64;
@@ -1786,16 +1818,11 @@ void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const fl
   const int64_t in_img = s.c * s.h * s.w, out_img = s.k * ohw;
   float* xb = sgemm::align64(ws);
   int64_t* tap = reinterpret_cast<int64_t*>(xb + g.floats);
-  for (int64_t t = 0; t < taps; ++t) {  // (cb, ky, kx): channel block, stride phase, phase row and column
-    const int64_t cb = t / rs, dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
-    tap[t] = cb * g.block + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * g.phase +
-             (dy / s.stride_h * g.wq + dx / s.stride_w) * DC_CB;
-  }
+  direct_taps(s, g, tap);
   const int oc = direct_oc(s), px = oc == 32 ? DC_PX : 7;
   const DirectTileFn* tiles = oc == 32 ? kDirectTiles32.data() : kDirectTiles64.data();
   const int64_t row_tiles = sgemm::ceil_div(ow, px), items = s.k / oc * oh * row_tiles;
-  const DirectStoreFn store =
-      sgemm::with_act(e.act, [](auto act) -> DirectStoreFn { return direct_store<decltype(act)::value>; });
+  const DirectStoreFn store = pick_direct_store(e.act);
   for (int64_t b = 0; b < s.n; ++b) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -1841,6 +1868,7 @@ void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const fl
   }
 }
 #else
+int direct_oc(const Conv2dShape&) { return 32; }
 bool use_direct(const Conv2dShape&) { return false; }
 int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 void direct_pack(const Conv2dShape&, const float*, float*) {}
@@ -1851,17 +1879,18 @@ void conv_direct(const Conv2dShape&, const float*, const float*, const float*, c
 
 // ---------------------------------------------------------------------------------------------
 // conv2d followed by a max pool (conv2d_max_pool_cpu): the classic CNN's conv -> relu -> 2x2 pool, ResNet's stem
-// conv -> 3x3 stride-2 pool. On the GEMM path above, each thread computes the band of conv output rows under
-// its pooled rows, all channels, into its own buffer and pools it: the conv output never crosses cores (in one
-// shared buffer, the bands' edges shared cache lines at every plane), the pool is no step of its own (no second
-// team wake-up), and conv rows under no window are not computed. Overlapping windows (kernel > stride) make
+// conv -> 3x3 stride-2 pool. On the GEMM or the direct path above, each thread computes the band of conv output
+// rows under its pooled rows, all channels, into its own buffer and pools it: the conv output never crosses cores
+// (in one shared buffer, the bands' edges shared cache lines at every plane), the pool is no step of its own (no
+// second team wake-up), and conv rows under no window are not computed. Overlapping windows (kernel > stride) make
 // neighbouring threads' bands share kernel - stride conv rows, which each computes. The padded copy of the input
 // is shared: its rows are split over the threads, then a barrier. A residual (conv2d's, of the conv's output
-// shape) takes the conv-then-pool path.
+// shape) takes the conv-then-pool path, as does the direct conv's 64-channel layout. (The direct conv then the
+// pool made the seed CNN's 32 -> 64 at 13x13 + 2x2 pool slower than the GEMM fused: 43 -> 48 us.)
 // ---------------------------------------------------------------------------------------------
 bool pool_fused(const Conv2dShape& s, bool residual) {
   return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
-         !use_winograd(s) && !use_direct(s);
+         !use_winograd(s) && (!use_direct(s) || direct_oc(s) == 32);
 }
 
 // A packer for output columns [j0 + first, ...): a band of rows packed as if it were the whole image.
@@ -1902,7 +1931,7 @@ struct PoolFusedGeom {
 
 PoolFusedGeom pool_fused_geom(const Conv2dShape& s, const Pool2dShape& ps, int threads) {
   PoolFusedGeom f;
-  f.per_image = per_image_threads(s, threads);
+  f.per_image = per_image_threads(s, threads) && !use_direct(s);  // the direct conv's bands share one image
   f.rows = f.per_image ? ps.out_h() : sgemm::ceil_div(ps.out_h(), std::min<int64_t>(threads, ps.out_h()));
   const int64_t row_bytes = s.k * s.out_w() * static_cast<int64_t>(sizeof(float)) * ps.stride_h;
   f.chunk = std::clamp<int64_t>(kPoolChunkBytes / row_bytes, 1, f.rows);
@@ -1915,17 +1944,18 @@ PoolFusedGeom pool_fused_geom(const Conv2dShape& s, const Pool2dShape& ps, int t
 
 size_t pool_fused_bytes(const Conv2dShape& s, const Pool2dShape& ps, int threads) {
   const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
+  if (use_direct(s)) return direct_bytes(s) + static_cast<size_t>(threads * f.band + 16) * sizeof(float);
   return static_cast<size_t>((f.per_image ? 0 : pad_geom(s).image) + threads * f.per) * sizeof(float) + 64;
 }
 
-// Pooled rows [p0, p1) of image y from the padded image xp, on the calling thread; band and scratch are its own.
+// Pooled rows [p0, p1) of image y, on the calling thread; band is its own. conv_rows(from, last, dst) computes conv
+// output rows [from, last), all channels, with row `from` at dst and channel planes f.pitch apart.
 // Chunk by chunk: the conv rows that the next chunk's windows share with this one's (kernel > stride) move to
 // the front of each band plane instead of being computed again.
-void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PadGeom& pg, const PoolFusedGeom& f,
-                    const float* xp, const float* pw, const float* bias, const Epilogue& e, int64_t p0, int64_t p1,
-                    float* band, float* scratch, float* y) {
+template <class ConvRows>
+void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PoolFusedGeom& f, int64_t p0, int64_t p1,
+                    float* band, float* y, const ConvRows& conv_rows) {
   const int64_t ow = s.out_w(), poh = ps.out_h(), pow = ps.out_w();
-  const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
   BandRows had{0, 0};  // the conv rows the band holds
   for (int64_t q0 = p0; q0 < p1; q0 += f.chunk) {
     const int64_t q1 = std::min(p1, q0 + f.chunk);
@@ -1937,13 +1967,7 @@ void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PadGeom& 
                      (had.last - br.first) * ow * sizeof(float));
       from = had.last;
     }
-    const int64_t cols = (br.last - from) * ow;
-    for (int64_t g = 0; g < s.groups && cols > 0; ++g) {
-      const BandPackB pb{PaddedPackB{&s, &pg, xp + g * cg * pg.chan}, from * ow};
-      const sgemm::CView cv{band + g * kg * f.pitch + (from - br.first) * ow, f.pitch, cols, cols, cols,
-                            bias ? bias + g * kg : nullptr, true, nullptr, 1.f, e};
-      sgemm::run_tile_range(kg, K, packed_group(s, pw, g), pb, cv, 0, kg, 0, cols, scratch);
-    }
+    if (br.last > from) conv_rows(from, br.last, band + (from - br.first) * ow);
     // The pool over the chunk: s.k planes of its conv rows, padded so that it has exactly pooled rows [q0, q1).
     Pool2dShape b = ps;
     b.n = 1, b.h = br.last - br.first;
@@ -1953,6 +1977,26 @@ void conv_pool_band(const Conv2dShape& s, const Pool2dShape& ps, const PadGeom& 
     had = br;
   }
 }
+
+// conv_pool_band's rows on the GEMM path, from the padded image xp; scratch is the thread's own.
+struct GemmRows {
+  const Conv2dShape& s;
+  const PadGeom& pg;
+  const PoolFusedGeom& f;
+  const float *xp, *pw, *bias;
+  const Epilogue& e;
+  float* scratch;
+  void operator()(int64_t from, int64_t last, float* dst) const {
+    const int64_t ow = s.out_w(), cols = (last - from) * ow;
+    const int64_t cg = s.c / s.groups, kg = s.k / s.groups, K = cg * s.r * s.s;
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const BandPackB pb{PaddedPackB{&s, &pg, xp + g * cg * pg.chan}, from * ow};
+      const sgemm::CView cv{dst + g * kg * f.pitch, f.pitch, cols, cols, cols, bias ? bias + g * kg : nullptr, true,
+                            nullptr, 1.f, e};
+      sgemm::run_tile_range(kg, K, packed_group(s, pw, g), pb, cv, 0, kg, 0, cols, scratch);
+    }
+  }
+};
 
 void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* x, const float* pw,
                       const float* bias, float* y, const Epilogue& e, void* ws) {
@@ -1971,7 +2015,7 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.n; ++b) {
         pad_image(s, pg, x + b * in_img, xp, 0, s.c * s.h);
-        conv_pool_band(s, ps, pg, f, xp, pw, bias, e, 0, prows, band, band + f.band, y + b * pool_img);
+        conv_pool_band(s, ps, f, 0, prows, band, y + b * pool_img, GemmRows{s, pg, f, xp, pw, bias, e, band + f.band});
       }
     }
     return;
@@ -1990,13 +2034,51 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
     for (int64_t b = 0; b < s.n; ++b) {
       pad_image(s, pg, x + b * in_img, xp, in_rows * t / nt, in_rows * (t + 1) / nt);
 #pragma omp barrier
-      if (p0 < p1) conv_pool_band(s, ps, pg, f, xp, pw, bias, e, p0, p1, band, band + f.band, y + b * pool_img);
+      if (p0 < p1)
+        conv_pool_band(s, ps, f, p0, p1, band, y + b * pool_img, GemmRows{s, pg, f, xp, pw, bias, e, band + f.band});
       if (b + 1 < s.n) {
 #pragma omp barrier  // the next image's copy overwrites xp
       }
     }
   }
 }
+
+#if EV_SGEMM_AVX512
+// The pool-fused conv on the direct kernel (use_direct, 32-channel tiles): the blocked copy of each image is shared
+// (rows split over the threads, then a barrier), and each thread's band of conv rows comes from direct_rows.
+void conv_direct_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* x, const float* pw, const float* bias,
+                      float* y, const Epilogue& e, void* ws) {
+  const DirectGeom g = direct_geom(s);
+  const int threads = omp_get_max_threads();
+  const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
+  const int64_t in_img = s.c * s.h * s.w, pool_img = s.k * ps.out_h() * ps.out_w(), prows = ps.out_h();
+  float* xb = sgemm::align64(ws);
+  int64_t* tap = reinterpret_cast<int64_t*>(xb + g.floats);
+  direct_taps(s, g, tap);
+  float* bands = sgemm::align64(tap + s.c / DC_CB * s.r * s.s);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int used = static_cast<int>(std::min<int64_t>(nt, prows));  // threads with pooled rows
+    const int64_t p0 = std::min(prows, prows * t / used), p1 = t < used ? prows * (t + 1) / used : p0;
+    const int64_t rows = s.c / DC_CB * s.h;
+    float* band = bands + t * f.band;
+    std::fill(xb + g.floats * t / nt, xb + g.floats * (t + 1) / nt, 0.f);
+    for (int64_t b = 0; b < s.n; ++b) {
+#pragma omp barrier
+      direct_copy(s, g, x + b * in_img, xb, rows * t / nt, rows * (t + 1) / nt);
+#pragma omp barrier
+      if (p0 < p1)
+        conv_pool_band(s, ps, f, p0, p1, band, y + b * pool_img, [&](int64_t from, int64_t last, float* dst) {
+          direct_rows(s, g, tap, xb, pw, bias, dst, f.pitch, from, last, e);
+        });
+    }
+  }
+}
+#else
+void conv_direct_pool(const Conv2dShape&, const Pool2dShape&, const float*, const float*, const float*, float*,
+                      const Epilogue&, void*) {}
+#endif
 
 // Workspace of the kernels, packed weights not included.
 size_t conv2d_workspace(const Conv2dShape& s) {
@@ -2108,6 +2190,7 @@ void conv2d_max_pool_cpu(const Conv2dShape& s, const Pool2dShape& ps, const floa
                          const float* bias, const float* residual, float* y, const Epilogue& e, void* workspace,
                          const float* packed) {
   packed = packed_or_pack(s, w, packed, workspace);
+  if (pool_fused(s, residual) && use_direct(s)) return conv_direct_pool(s, ps, x, packed, bias, y, e, workspace);
   if (pool_fused(s, residual)) return conv_padded_pool(s, ps, x, packed, bias, y, e, workspace);
   // Any other conv path: the conv, then the pool, through the workspace.
   float* conv = sgemm::align64(workspace);
