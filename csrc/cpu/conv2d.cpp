@@ -1810,7 +1810,7 @@ void direct_copy(const Conv2dShape& s, const DirectGeom& g, const float* x, floa
 }
 
 void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const float* bias,
-                         const float* res, float* y, const Epilogue& e, void* ws) {
+                 const float* res, float* y, const Epilogue& e, void* ws) {
   const DirectGeom g = direct_geom(s);
   const int threads = omp_get_max_threads();
   const int64_t rs = s.r * s.s, taps = s.c / DC_CB * rs, K = direct_k(s);
@@ -1874,7 +1874,7 @@ int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 void direct_pack(const Conv2dShape&, const float*, float*) {}
 size_t direct_bytes(const Conv2dShape&) { return 0; }
 void conv_direct(const Conv2dShape&, const float*, const float*, const float*, const float*, float*,
-                         const Epilogue&, void*) {}
+                 const Epilogue&, void*) {}
 #endif
 
 // ---------------------------------------------------------------------------------------------
