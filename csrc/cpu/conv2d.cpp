@@ -1903,12 +1903,20 @@ struct BandPackB {
   }
 };
 
-// The conv rows under pooled rows [p0, p1): [first, last) of the conv output. Neighbouring ranges overlap when the
-// pool's kernel exceeds its stride (ResNet's 3x3 stride-2 pool).
+// Rows [first, last).
 struct BandRows {
   int64_t first, last;
 };
 
+// Thread t's pooled rows of prows over nt threads (empty past the first prows threads): both pool-fused paths.
+BandRows pooled_share(int64_t prows, int t, int nt) {
+  const int used = static_cast<int>(std::min<int64_t>(nt, prows));  // threads with pooled rows
+  const int64_t p0 = std::min(prows, prows * t / used);
+  return {p0, t < used ? prows * (t + 1) / used : p0};
+}
+
+// The conv rows under pooled rows [p0, p1). Neighbouring ranges overlap when the pool's kernel exceeds its stride
+// (ResNet's 3x3 stride-2 pool).
 BandRows band_rows(const Pool2dShape& ps, int64_t p0, int64_t p1) {
   return {std::max<int64_t>(0, p0 * ps.stride_h - ps.pad_t),
           std::min(ps.h, (p1 - 1) * ps.stride_h - ps.pad_t + ps.kh)};
@@ -2022,13 +2030,12 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
   }
   float* xp = base;
   std::fill(xp + s.c * pg.chan, xp + pg.image, 0.f);
-  const int banded = static_cast<int>(std::min<int64_t>(threads, prows));  // threads with pooled rows
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t in_rows = s.c * s.h, pad_rows = padded_rows(s, pg);  // split for the padded copy
-    const int used = std::min(banded, nt);
-    const int64_t p0 = std::min(prows, prows * t / used), p1 = t < used ? prows * (t + 1) / used : p0;
+    const BandRows pr = pooled_share(prows, t, nt);
+    const int64_t p0 = pr.first, p1 = pr.last;
     float* band = xp + pg.image + t * f.per;
     zero_padding(s, pg, xp, pad_rows * t / nt, pad_rows * (t + 1) / nt);
     for (int64_t b = 0; b < s.n; ++b) {
@@ -2059,8 +2066,8 @@ void conv_direct_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int used = static_cast<int>(std::min<int64_t>(nt, prows));  // threads with pooled rows
-    const int64_t p0 = std::min(prows, prows * t / used), p1 = t < used ? prows * (t + 1) / used : p0;
+    const BandRows pr = pooled_share(prows, t, nt);
+    const int64_t p0 = pr.first, p1 = pr.last;
     const int64_t rows = s.c / DC_CB * s.h;
     float* band = bands + t * f.band;
     std::fill(xb + g.floats * t / nt, xb + g.floats * (t + 1) / nt, 0.f);
