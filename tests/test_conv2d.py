@@ -416,6 +416,21 @@ def test_conv2d_winograd_batch(threads):
     np.testing.assert_allclose(fast, torch_conv(cfg, x, w, b, res), rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("h,w,pad", [(9, 70, (1, 2, 1, 0)), (6, 64, (1, 1, 1, 1)), (11, 131, (0, 1, 2, 2))])
+def test_conv2d_winograd_wide_rows(h, w, pad, threads):
+    """Rows of 16+ tiles (ESPCN's maps are 80 tiles wide): the AVX-512 transforms read and write 16 tiles of a row
+    with vector loads and masked stores, zero-filling at the padded edges; groups of 16 also straddle tile rows and
+    images here. Against the scalar reference and torch."""
+    cfg = dict(n=2, c=16, k=24, h=h, w=w, r=3, s=3, stride=(1, 1), dil=(1, 1), pad=pad, groups=1, act="leaky_relu",
+               alpha=0.1, beta=None, bias=True, res=True, after=False, seed=15)
+    x, wt, b, res = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, wt, b, res))
+    rtol, atol = TOL["float32"]
+    np.testing.assert_allclose(fast, ev_conv(cfg, x, wt, b, res, reference=True), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(fast, torch_conv(cfg, x, wt, b, res), rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("c,k,hw", [(128, 128, 28), (256, 256, 14), (64, 96, 13), (256, 64, 16)])
 def test_conv2d_winograd_few_tiles_many_channels(c, k, hw):
     """64+ channels take Winograd from 16 tiles (ResNet-18's 28x28 and 14x14 stages at batch 1), with
