@@ -390,6 +390,33 @@ def test_conv2d_direct(case, threads, act, res, after):
     check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, rr, reference=True), torch_conv(cfg, x, wt, b, rr), str(cfg))
 
 
+# The planar direct conv (AVX-512 builds; others take the GEMM path, which the same cases check): at most 4 input
+# channels, K = c r s up to 75, output channels of 4, outputs at least 16 wide. Tiles of 4 channels x up to 6 vectors
+# of 16 pixels of a row, read from the zero-padded stride-phase copy.
+PLANAR_CASES = [
+    # n, c, k, h, w, r, stride, pad (t, l, b, r), dilation
+    (1, 1, 64, 24, 100, 5, 1, (2, 2, 2, 2), 1),     # ESPCN's 1 -> 64 5x5: tiles of 96 and 4 pixels
+    (2, 3, 32, 32, 32, 3, 1, (1, 1, 1, 1), 1),      # the CIFAR-10 stems, 2 images
+    (1, 3, 16, 41, 40, 3, 2, (0, 0, 1, 1), 1),      # EfficientNet-Lite0's stem: stride 2, padding after
+    (1, 4, 12, 20, 53, 3, 1, (0, 1, 2, 0), 2),      # 4 channels, dilation 2, uneven pads, 49 columns
+    (1, 2, 8, 18, 70, 5, (2, 3), (1, 2, 1, 2), 1),  # stride 2 x 3
+    (1, 3, 64, 30, 30, 7, 2, (3, 3, 3, 3), 1),      # K = 147: not planar (the GEMM)
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", PLANAR_CASES, ids=lambda c: f"n{c[0]}-{c[1]}-{c[2]}@{c[3]}x{c[4]}k{c[5]}")
+@pytest.mark.parametrize("act, res, after", [("relu", True, False), ("hardswish", True, True), (None, False, False)])
+def test_conv2d_planar(case, threads, act, res, after):
+    n, c, k, h, w, r, st, pad, d = case
+    st = st if isinstance(st, tuple) else (st, st)
+    cfg = dict(n=n, c=c, k=k, h=h, w=w, r=r, s=r, stride=st, dil=(d, d), pad=pad, groups=1, act=act, alpha=None,
+               beta=None, bias=act is not None, res=res, after=after, seed=8)
+    x, wt, b, rr = make_data(cfg)
+    fast = with_threads(threads, lambda: ev_conv(cfg, x, wt, b, rr))
+    check_fast_ref_torch(fast, ev_conv(cfg, x, wt, b, rr, reference=True), torch_conv(cfg, x, wt, b, rr), str(cfg))
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("act,after", [("relu", False), ("silu", True), (None, False)])
 def test_conv2d_winograd_chunks(act, after, threads):

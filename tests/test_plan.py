@@ -272,6 +272,9 @@ def test_conv2d_dw_pw_errors(rng):
 @pytest.mark.parametrize("case", [
     # n, c, h, w, k, r, pad, stride, groups, pool (kh, kw[, stride, pads t l b r]), threads
     (1, 3, 32, 32, 32, 3, 0, 1, 1, (2, 2), 2),     # the seed CNN's first conv: K = 27, one band per thread
+    # its rows from the planar conv (AVX-512: at most 4 channels, K <= 75, 16+ columns)
+    (8, 3, 32, 32, 32, 3, 0, 1, 1, (2, 2), 2),     # images spread over the threads, each its own padded copy
+    (1, 1, 40, 70, 16, 5, 2, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 3),  # 5x5, 70 columns, overlapping windows
     (1, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 2),    # 13x13 -> 6x6: conv row and column 12 under no window
     (1, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 4),    # 4 threads over 6 pooled rows
     (1, 16, 9, 9, 20, 3, 0, 1, 1, (2, 2), 8),      # more threads than pooled rows (3)

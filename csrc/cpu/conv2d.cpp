@@ -1553,16 +1553,7 @@ void wino_outputs16(const Conv2dShape& s, const WinoGeom& g, const float* m, int
         const int64_t at = ((ta.img * s.k + k) * oh + ta.oy + i) * ow + xb;
         for (int u = 0; u < 4; ++u) {
           const __mmask16 mk = lane_range(plo - 16 * u, phi - 16 * u);
-          if (!mk) continue;
-          v16 val = p[i][u] + b;
-          if (res) {
-            const v16 rv = _mm512_maskz_loadu_ps(mk, res + at + 16 * u);
-            val = e.residual_after_act ? cpu::activate16<ACT>(val, e.alpha, e.beta) + rv
-                                       : cpu::activate16<ACT>(val + rv, e.alpha, e.beta);
-          } else {
-            val = cpu::activate16<ACT>(val, e.alpha, e.beta);
-          }
-          _mm512_mask_storeu_ps(y + at + 16 * u, mk, val);
+          if (mk) cpu::store_epilogue16<ACT>(y + at + 16 * u, res ? res + at + 16 * u : nullptr, p[i][u] + b, mk, e);
         }
       }
     });
@@ -1891,15 +1882,7 @@ void direct_store(const float* tmp, int oc, int width, float* y, int64_t ld, con
     cpu::transpose16(r);
     for (int l = 0; l < 16; ++l) {
       const int64_t at = (c0 + l) * ld;
-      sgemm::v16f v = r[l] + (bias ? bias[c0 + l] : 0.f);
-      if (res) {
-        const sgemm::v16f rv = _mm512_maskz_loadu_ps(m, res + at);
-        v = e.residual_after_act ? cpu::activate16<ACT>(v, e.alpha, e.beta) + rv
-                                 : cpu::activate16<ACT>(v + rv, e.alpha, e.beta);
-      } else {
-        v = cpu::activate16<ACT>(v, e.alpha, e.beta);
-      }
-      _mm512_mask_storeu_ps(y + at, m, v);
+      cpu::store_epilogue16<ACT>(y + at, res ? res + at : nullptr, r[l] + (bias ? bias[c0 + l] : 0.f), m, e);
     }
   }
 }
@@ -2033,6 +2016,141 @@ int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 void direct_pack(const Conv2dShape&, const float*, float*) {}
 size_t direct_bytes(const Conv2dShape&) { return 0; }
 void conv_direct(const Conv2dShape&, const float*, const float*, const float*, const float*, float*,
+                 const Epilogue&, void*) {}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Planar direct convs for few input channels (AVX-512; the stems, e.g. ESPCN's 1 -> 64 5x5 at 240x320): K = c r s
+// up to 75 over at most 4 channels. The input is zero-padded and split into stride phases as the GEMM path does
+// (pad_image), so the output pixels of a row read consecutive floats at every tap; a tile is 4 output channels x
+// up to 6 vectors of 16 pixels of one row: per tap 6 vector loads and 4 broadcast weights for 24 multiply-adds,
+// and the accumulators are already NCHW rows (no transpose). The GEMM path spent its time around a K of 25 or 27:
+// packing the K x N patches and storing a tile every 25 multiply-adds per lane.
+// ---------------------------------------------------------------------------------------------
+constexpr int64_t kPlanarMaxK = 75;
+#if EV_SGEMM_AVX512
+constexpr int PL_OC = 4, PL_NV = 6;
+
+bool use_planar(const Conv2dShape& s) {
+  return s.groups == 1 && s.c <= 4 && s.c * s.r * s.s <= kPlanarMaxK && s.k % PL_OC == 0 && s.out_w() >= 16 &&
+         kernel_fits(s) && !is_pointwise(s) && !is_strided_pointwise(s);
+}
+
+// Weights [k][K] -> [k / 4][K][4]: a tap's 4 broadcasts share a cache line.
+void planar_pack(const Conv2dShape& s, const float* w, float* packed) {
+  const int64_t K = s.c * s.r * s.s;
+  for (int64_t o = 0; o < s.k; ++o)
+    for (int64_t t = 0; t < K; ++t) packed[((o / PL_OC) * K + t) * PL_OC + o % PL_OC] = w[o * K + t];
+}
+
+// The padded copies of all images, then the K tap offsets.
+size_t planar_bytes(const Conv2dShape& s) {
+  return static_cast<size_t>(s.n * pad_geom(s).image) * sizeof(float) + s.c * s.r * s.s * sizeof(int64_t) + 64;
+}
+
+// 4 output channels x NV vectors of a row: in + tap[t] + 16 v is tap t's input for vector v; y: the first channel's
+// row, channel planes `plane` floats apart (res the same); `width` pixels are stored.
+template <int NV, Act ACT>
+void planar_tile(int64_t K, const int64_t* __restrict tap, const float* __restrict in, const float* __restrict wq,
+                 float* y, const float* res, int64_t plane, const float* bias, int width, const Epilogue& e) {
+  sgemm::v16f acc[PL_OC][NV];
+#pragma GCC unroll 4
+  for (int o = 0; o < PL_OC; ++o)
+#pragma GCC unroll 6
+    for (int v = 0; v < NV; ++v) acc[o][v] = sgemm::v16f{};  // (= {} on the array compiled to a memset)
+  for (int64_t t = 0; t < K; ++t) {
+    const float* xi = in + tap[t];
+    sgemm::v16f xv[NV];
+#pragma GCC unroll 6
+    for (int v = 0; v < NV; ++v) xv[v] = *reinterpret_cast<const sgemm::v16fu*>(xi + 16 * v);
+#pragma GCC unroll 4
+    for (int o = 0; o < PL_OC; ++o) {
+      const float w = wq[t * PL_OC + o];
+#pragma GCC unroll 6
+      for (int v = 0; v < NV; ++v) acc[o][v] += xv[v] * w;
+    }
+  }
+#pragma GCC unroll 4
+  for (int o = 0; o < PL_OC; ++o)
+#pragma GCC unroll 6
+    for (int v = 0; v < NV; ++v) {
+      const int64_t at = o * plane + 16 * v;
+      cpu::store_epilogue16<ACT>(y + at, res ? res + at : nullptr, acc[o][v] + (bias ? bias[o] : 0.f),
+                                 lane_range(0, width - 16 * v), e);
+    }
+}
+
+using PlanarTileFn = void (*)(int64_t, const int64_t*, const float*, const float*, float*, const float*, int64_t,
+                              const float*, int, const Epilogue&);
+template <Act ACT, size_t... I>
+constexpr std::array<PlanarTileFn, sizeof...(I)> planar_tiles(std::index_sequence<I...>) {
+  return {&planar_tile<static_cast<int>(I) + 1, ACT>...};
+}
+
+// Offsets of the K taps (channel, ky, kx) into the padded copy, in pad_image's layout.
+void planar_taps(const Conv2dShape& s, const PadGeom& pg, int64_t* tap) {
+  for (int64_t t = 0; t < s.c * s.r * s.s; ++t) {
+    const int64_t ci = t / (s.r * s.s), dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
+    tap[t] = ci * pg.chan + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * pg.phase +
+             dy / s.stride_h * pg.wq + dx / s.stride_w;
+  }
+}
+
+// Output rows [from, last) of one image from its padded copy xp, all channels: row `from` at dst (res the same),
+// channel planes `plane` floats apart.
+void planar_rows(const Conv2dShape& s, const PadGeom& pg, const int64_t* tap, const float* xp, const float* pw,
+                 const float* bias, const float* res, float* dst, int64_t plane, int64_t from, int64_t last,
+                 const Epilogue& e) {
+  const auto tiles = sgemm::with_act(e.act, [](auto act) {
+    return planar_tiles<decltype(act)::value>(std::make_index_sequence<PL_NV>{});
+  });
+  const int64_t K = s.c * s.r * s.s, ow = s.out_w();
+  for (int64_t oy = from; oy < last; ++oy)
+    for (int64_t o0 = 0; o0 < s.k; o0 += PL_OC) {
+      const int64_t at = o0 * plane + (oy - from) * ow;
+      for (int64_t x0 = 0; x0 < ow; x0 += 16 * PL_NV) {
+        const int width = static_cast<int>(std::min<int64_t>(16 * PL_NV, ow - x0));
+        tiles[(width - 1) / 16](K, tap, xp + oy * pg.wq + x0, pw + o0 * K, dst + at + x0,
+                                res ? res + at + x0 : nullptr, plane, bias ? bias + o0 : nullptr, width, e);
+      }
+    }
+}
+
+void conv_planar(const Conv2dShape& s, const float* x, const float* pw, const float* bias, const float* res,
+                 float* y, const Epilogue& e, void* ws) {
+  const PadGeom pg = pad_geom(s);
+  const int64_t oh = s.out_h(), ow = s.out_w(), ohw = oh * ow;
+  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * ohw;
+  float* xp = sgemm::align64(ws);
+  int64_t* tap = reinterpret_cast<int64_t*>(xp + s.n * pg.image);
+  planar_taps(s, pg, tap);
+  const int threads = omp_get_max_threads();
+#pragma omp parallel num_threads(threads) if (threads > 1 && s.n * out_img > 65536)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t rows = s.c * s.h, prows = padded_rows(s, pg);
+    for (int64_t b = 0; b < s.n; ++b) {
+      float* xb = xp + b * pg.image;
+      zero_padding(s, pg, xb, prows * t / nt, prows * (t + 1) / nt);
+      pad_image(s, pg, x + b * in_img, xb, rows * t / nt, rows * (t + 1) / nt);
+      if (t == 0) std::fill(xb + s.c * pg.chan, xb + pg.image, 0.f);  // the slack the last row's tiles read
+    }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < s.n * oh; ++item) {
+      const int64_t b = item / oh, oy = item % oh, at = b * out_img + oy * ow;
+      planar_rows(s, pg, tap, xp + b * pg.image, pw, bias, res ? res + at : nullptr, y + at, ohw, oy, oy + 1, e);
+    }
+  }
+}
+#else
+bool use_planar(const Conv2dShape&) { return false; }
+void planar_pack(const Conv2dShape&, const float*, float*) {}
+size_t planar_bytes(const Conv2dShape&) { return 0; }
+void planar_taps(const Conv2dShape&, const PadGeom&, int64_t*) {}
+void planar_rows(const Conv2dShape&, const PadGeom&, const int64_t*, const float*, const float*, const float*,
+                 const float*, float*, int64_t, int64_t, int64_t, const Epilogue&) {}
+void conv_planar(const Conv2dShape&, const float*, const float*, const float*, const float*, float*,
                  const Epilogue&, void*) {}
 #endif
 
@@ -2171,6 +2289,17 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
   const int threads = omp_get_max_threads();
   const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
   const int64_t in_img = s.c * s.h * s.w, pool_img = s.k * ps.out_h() * ps.out_w(), prows = ps.out_h();
+  const bool planar = use_planar(s);
+  int64_t tap[kPlanarMaxK];
+  if (planar) planar_taps(s, pg, tap);
+  auto pool_band = [&](int64_t p0, int64_t p1, const float* xp, float* band, float* yb) {
+    if (planar)
+      conv_pool_band(s, ps, f, p0, p1, band, yb, [&](int64_t from, int64_t last, float* dst) {
+        planar_rows(s, pg, tap, xp, pw, bias, nullptr, dst, f.pitch, from, last, e);
+      });
+    else
+      conv_pool_band(s, ps, f, p0, p1, band, yb, GemmRows{s, pg, f, xp, pw, bias, e, band + f.band});
+  };
   float* base = sgemm::align64(ws);
   if (f.per_image) {
 #pragma omp parallel num_threads(threads)
@@ -2182,7 +2311,7 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
 #pragma omp for schedule(static)
       for (int64_t b = 0; b < s.n; ++b) {
         pad_image(s, pg, x + b * in_img, xp, 0, s.c * s.h);
-        conv_pool_band(s, ps, f, 0, prows, band, y + b * pool_img, GemmRows{s, pg, f, xp, pw, bias, e, band + f.band});
+        pool_band(0, prows, xp, band, y + b * pool_img);
       }
     }
     return;
@@ -2200,8 +2329,7 @@ void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
     for (int64_t b = 0; b < s.n; ++b) {
       pad_image(s, pg, x + b * in_img, xp, in_rows * t / nt, in_rows * (t + 1) / nt);
 #pragma omp barrier
-      if (p0 < p1)
-        conv_pool_band(s, ps, f, p0, p1, band, y + b * pool_img, GemmRows{s, pg, f, xp, pw, bias, e, band + f.band});
+      if (p0 < p1) pool_band(p0, p1, xp, band, y + b * pool_img);
       if (b + 1 < s.n) {
 #pragma omp barrier  // the next image's copy overwrites xp
       }
@@ -2262,6 +2390,7 @@ size_t conv2d_workspace(const Conv2dShape& s) {
     return gathered_floats(s) * sizeof(float) + sgemm::workspace_bytes(s.k / s.groups, s.c / s.groups, threads) + 64;
   if (use_winograd(s)) return winograd_bytes(s, threads);
   if (use_direct(s)) return direct_bytes(s);
+  if (use_planar(s)) return planar_bytes(s);
   const PadGeom pg = pad_geom(s);
   const int64_t gemm1 = sgemm::round_up(static_cast<int64_t>(padded_gemm_bytes(s) / sizeof(float)), 16);
   const int64_t floats = per_image_threads(s, threads)
@@ -2278,6 +2407,7 @@ int64_t conv2d_cpu_packed_floats(const Conv2dShape& s) {
   if (!kernel_fits(s) || is_depthwise(s)) return 0;
   if (use_winograd(s)) return 36 * wino_geom(s).ustride;
   if (use_direct(s)) return s.k * direct_k(s);
+  if (use_planar(s)) return s.k * s.c * s.r * s.s;
   return s.groups * sgemm::packed_a_floats(s.k / s.groups, s.c / s.groups * s.r * s.s);
 }
 
@@ -2285,6 +2415,7 @@ void conv2d_cpu_pack(const Conv2dShape& s, const float* w, float* packed) {
   if (conv2d_cpu_packed_floats(s) == 0) return;
   if (use_winograd(s)) return wino_weights(s, wino_geom(s), w, packed);
   if (use_direct(s)) return direct_pack(s, w, packed);
+  if (use_planar(s)) return planar_pack(s, w, packed);
   const int64_t kg = s.k / s.groups, K = s.c / s.groups * s.r * s.s;
   const int threads = omp_get_max_threads();
   if (pointwise_split_k(s, threads)) return sgemm::pack_a(w, s.k, s.c, packed, split_k_depth(s, threads));
@@ -2338,6 +2469,8 @@ void conv2d_cpu(const Conv2dShape& s, const float* x, const float* w, const floa
     conv_winograd(s, x, packed, bias, residual, y, e, workspace);
   else if (use_direct(s))
     conv_direct(s, x, packed, bias, residual, y, e, workspace);
+  else if (use_planar(s))
+    conv_planar(s, x, packed, bias, residual, y, e, workspace);
   else
     conv_padded(s, x, packed, bias, residual, y, e, workspace);
 }

@@ -136,11 +136,7 @@ struct VecEpi {
     }
   }
   v16f operator()(v16f v) const {
-    if (clamp) {
-      v = v > lo ? v : lo;  // NaN -> lo, as clamp_to
-      v = v < hi ? v : hi;
-    }
-    return v;
+    return clamp ? clamp_v(v, lo, hi) : v;
   }
   void rows(float* p, int64_t n) const {
     if (span) span_fn(p, p, n, al, be);
@@ -170,14 +166,7 @@ void reduce_store(const Geom& g, int nt, const float* base, int64_t pa, int64_t 
       const int lanes = static_cast<int>(std::min<int64_t>(CB, g.K - kv * CB));
       for (int l = 0; l < lanes; ++l) {
         const int64_t k = kv * CB + l, at = k * g.ohw + p;
-        v16f v = s[l] + (bias ? bias[k] : 0.f);
-        if (res) {
-          const v16f r = _mm512_maskz_loadu_ps(m, res + at);
-          v = e.residual_after_act ? activate16<ACT>(v, e.alpha, e.beta) + r : activate16<ACT>(v + r, e.alpha, e.beta);
-        } else {
-          v = activate16<ACT>(v, e.alpha, e.beta);
-        }
-        _mm512_mask_storeu_ps(y + at, m, v);
+        store_epilogue16<ACT>(y + at, res ? res + at : nullptr, s[l] + (bias ? bias[k] : 0.f), m, e);
       }
     }
   }

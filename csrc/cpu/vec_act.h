@@ -5,6 +5,8 @@
 // the 3x3 convolution it ended (the DCGAN generator's last layer); exp8 is Cephes' expf polynomial.
 // GELU (erf) has no vector form here and keeps the scalar call per lane.
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "epilogue.h"
@@ -49,24 +51,43 @@ inline __attribute__((always_inline)) vf8 exp8(vf8 x) {
   return overflow ? zero + __builtin_inff() : y * p;
 }
 
-inline __attribute__((always_inline)) vf8 clamp8(vf8 x, vf8 lo, vf8 hi) {
-  x = x > lo ? x : lo;  // NaN -> lo, as clamp_to
+// min(max(x, lo), hi) on any vector width (GCC vector extensions): NaN -> lo, as clamp_to.
+template <class V>
+inline __attribute__((always_inline)) V clamp_v(V x, V lo, V hi) {
+  x = x > lo ? x : lo;
   return x < hi ? x : hi;
 }
 
+// The activations that are compares and multiplies (and None), on any vector width.
 template <Act ACT>
-inline __attribute__((always_inline)) vf8 activate8(vf8 v, float al, float be) {
-  const vf8 zero = {};
+constexpr bool is_piecewise_linear() {
+  return ACT == Act::None || ACT == Act::ReLU || ACT == Act::LeakyReLU || ACT == Act::Clip ||
+         ACT == Act::HardSwish || ACT == Act::HardSigmoid;
+}
+
+template <Act ACT, class V>
+inline __attribute__((always_inline)) V activate_piecewise(V v, float al, float be) {
+  const V zero = {};
   if constexpr (ACT == Act::ReLU) {
     return v > zero ? v : zero;
   } else if constexpr (ACT == Act::LeakyReLU) {
     return v >= zero ? v : v * al;
   } else if constexpr (ACT == Act::Clip) {
-    return clamp8(v, zero + al, zero + be);
+    return clamp_v(v, zero + al, zero + be);
   } else if constexpr (ACT == Act::HardSwish) {
-    return v * clamp8(v + 3.f, zero, zero + 6.f) * (1.f / 6.f);
+    return v * clamp_v(v + 3.f, zero, zero + 6.f) * (1.f / 6.f);
   } else if constexpr (ACT == Act::HardSigmoid) {
-    return clamp8(v * al + be, zero, zero + 1.f);
+    return clamp_v(v * al + be, zero, zero + 1.f);
+  } else {
+    return v;
+  }
+}
+
+template <Act ACT>
+inline __attribute__((always_inline)) vf8 activate8(vf8 v, float al, float be) {
+  const vf8 zero = {};
+  if constexpr (is_piecewise_linear<ACT>()) {
+    return activate_piecewise<ACT>(v, al, be);
   } else if constexpr (ACT == Act::Sigmoid || ACT == Act::SiLU) {
     vf8 s = 1.f / (1.f + exp8(-v));
     if constexpr (ACT == Act::SiLU) s = v * s;
@@ -119,12 +140,31 @@ inline void activate_span(const float* x, float* y, int64_t n, float al, float b
 #if defined(__AVX512F__)
 typedef float vf16 __attribute__((vector_size(64)));
 
-// activate8 on the two halves of a 16-lane vector (the AVX-512 kernels' stores to NCHW rows).
+// activate8 on 16 lanes: the piecewise-linear ones directly, the others on the two halves (the AVX-512 kernels'
+// stores to NCHW rows).
 template <Act ACT>
 inline __attribute__((always_inline)) vf16 activate16(vf16 v, float al, float be) {
-  const vf8 lo = activate8<ACT>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), al, be);
-  const vf8 hi = activate8<ACT>(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), al, be);
-  return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  if constexpr (is_piecewise_linear<ACT>()) {
+    return activate_piecewise<ACT>(v, al, be);
+  } else {
+    const vf8 lo = activate8<ACT>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), al, be);
+    const vf8 hi = activate8<ACT>(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), al, be);
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+}
+
+// Stores the lanes m of v (bias already added) to y through the activation, with the residual at res (when given)
+// added before or after it as e says: the AVX-512 conv kernels' stores to NCHW rows.
+template <Act ACT>
+inline __attribute__((always_inline)) void store_epilogue16(float* y, const float* res, vf16 v, __mmask16 m,
+                                                            const Epilogue& e) {
+  if (res) {
+    const vf16 r = _mm512_maskz_loadu_ps(m, res);
+    v = e.residual_after_act ? activate16<ACT>(v, e.alpha, e.beta) + r : activate16<ACT>(v + r, e.alpha, e.beta);
+  } else {
+    v = activate16<ACT>(v, e.alpha, e.beta);
+  }
+  _mm512_mask_storeu_ps(y, m, v);
 }
 #endif
 
