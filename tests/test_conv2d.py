@@ -373,6 +373,7 @@ DIRECT_CASES = [
     (1, 80, 64, 5, 1, 3, 1, (1, 1, 1, 1), 1),       # one column
     (1, 96, 96, 7, 7, 3, 1, (1, 1, 1, 1), 1),       # 7 columns, 96 output channels: tiles of 7 x 32
     (1, 96, 80, 7, 7, 3, 1, (1, 1, 1, 1), 1),       # 80 output channels: not direct (GEMM)
+    (4, 128, 128, 13, 13, 3, 2, (1, 1, 1, 1), 1),   # 4 images of 7 x 64-channel rows: whole images per thread
 ]
 
 

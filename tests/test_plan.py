@@ -289,6 +289,7 @@ def test_conv2d_dw_pw_errors(rng):
     # the direct conv (AVX-512): its rows per band (32-channel tiles), or the conv, then the pool (64-channel tiles)
     (1, 80, 32, 32, 32, 3, 1, 2, 1, (2, 2), 2),    # stride 2, 16 columns: tiles of 14 and 2
     (3, 16, 12, 12, 32, 3, 1, 2, 1, (2, 2), 2),    # 3 images, each split over the threads
+    (4, 32, 15, 15, 64, 3, 0, 1, 1, (2, 2), 2),    # the seed CNN's second conv at batch 4: whole images per thread
     (1, 64, 8, 8, 64, 3, 1, 1, 1, (2, 2), 3),      # 8 columns (not Winograd: 4 tiles), 3 threads over 4 rows
     (1, 32, 30, 30, 64, 5, 2, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 3),  # 5x5, overlapping windows
     (1, 16, 120, 120, 96, 5, 2, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # chunks of 2 pooled rows, 1 shared

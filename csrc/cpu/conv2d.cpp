@@ -1785,7 +1785,7 @@ int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 
 // Output channels per tile: 64 on maps at most 7 wide (tiles of a whole row), else 32 (tiles of up to 14 pixels):
 // 28 accumulators either way.
-int direct_oc(const Conv2dShape& s) { return s.out_w() <= 7 && s.k % 64 == 0 ? 64 : 32; }
+int direct_oc(const Conv2dShape& s) { return s.out_w() <= 7 && s.k % 64 == 0 && s.k >= 128 ? 64 : 32; }
 
 bool use_direct(const Conv2dShape& s) {
   return s.groups == 1 && s.c % DC_CB == 0 && s.k % 32 == 0 && kernel_fits(s) && !is_pointwise(s) &&
@@ -1923,8 +1923,10 @@ void direct_rows(const Conv2dShape& s, const DirectGeom& g, const int64_t* tap, 
 }
 
 size_t direct_bytes(const Conv2dShape& s) {
-  const int64_t part = direct_oc(s) == 64 ? omp_get_max_threads() * s.out_h() * 7 * 64 + 16 : 0;
-  return static_cast<size_t>(direct_geom(s).floats + 2 * direct_k(s) / DC_CB + part) * sizeof(float) + 64;
+  const int threads = omp_get_max_threads();
+  const int64_t part = direct_oc(s) == 64 ? threads * s.out_h() * 7 * 64 + 16 : 0;
+  const int64_t copies = per_image_threads(s, threads) ? threads : 1;
+  return static_cast<size_t>(copies * direct_geom(s).floats + 2 * direct_k(s) / DC_CB + part) * sizeof(float) + 64;
 }
 
 // Input rows [r0, r1) (row r: channel block r / h, image row r % h) into the blocked padded copy.
@@ -1955,57 +1957,73 @@ void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const fl
                  const float* res, float* y, const Epilogue& e, void* ws) {
   const DirectGeom g = direct_geom(s);
   const int threads = omp_get_max_threads();
+  const bool per_image = per_image_threads(s, threads);
   const int64_t rs = s.r * s.s, taps = s.c / DC_CB * rs, K = direct_k(s);
   const int64_t oh = s.out_h(), ow = s.out_w(), ohw = oh * ow;
-  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * ohw;
-  float* xb = sgemm::align64(ws);
-  int64_t* tap = reinterpret_cast<int64_t*>(xb + g.floats);
+  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * ohw, rows = s.c / DC_CB * s.h;
+  float* xbs = sgemm::align64(ws);  // the blocked copy, one per thread when per_image
+  int64_t* tap = reinterpret_cast<int64_t*>(xbs + (per_image ? threads : 1) * g.floats);
   direct_taps(s, g, tap);
+  float* parts = sgemm::align64(tap + taps);
   const int oc = direct_oc(s), px = oc == 32 ? DC_PX : 7;
   const DirectTileFn* tiles = oc == 32 ? kDirectTiles32.data() : kDirectTiles64.data();
-  const int64_t row_tiles = sgemm::ceil_div(ow, px), items = s.k / oc * oh * row_tiles;
+  const int64_t row_tiles = sgemm::ceil_div(ow, px), items = s.k / oc * oh * row_tiles, nblk = s.k / 64;
   const DirectStoreFn store = pick_direct_store(e.act);
+  // Image b from its blocked copy xb: share u of nu of its 64-channel blocks or 32-channel items.
+  auto image = [&](int64_t b, const float* xb, float* part, int u, int nu) {
+    if (oc == 64) {
+      // Whole rows of 7: per block of 64 output channels, one channel block's taps (36 KB of weights) at a
+      // time over all rows, their partial sums in part[], so the weights stay in L1.
+      for (int64_t blk = nblk * u / nu; blk < nblk * (u + 1) / nu; ++blk) {
+        const int64_t chunk = rs * DC_CB * oc;  // floats of weights per channel block
+        for (int64_t cb = 0; cb < s.c / DC_CB; ++cb) {
+          const float* wc = pw + blk * K * oc + cb * chunk;
+          for (int64_t oy = 0; oy < oh; ++oy)
+            tiles[ow - 1](rs, tap + cb * rs, xb + oy * g.wq * DC_CB, wc, part + oy * 7 * 64, cb > 0,
+                          wc + chunk + std::min<int64_t>(oy, 3) * chunk / 4);
+        }
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const int64_t at = b * out_img + blk * oc * ohw + oy * ow;
+          store(part + oy * 7 * 64, oc, static_cast<int>(ow), y + at, ohw, res ? res + at : nullptr,
+                bias ? bias + blk * oc : nullptr, e);
+        }
+      }
+      return;
+    }
+    // Items in block-major order: each thread's share of the output channels reads only their weights.
+    alignas(64) float tmp[DC_PX * 32];
+    for (int64_t it = items * u / nu; it < items * (u + 1) / nu; ++it) {
+      const int64_t blk = it / (oh * row_tiles), oy = it / row_tiles % oh, ox = it % row_tiles * px;
+      const int width = static_cast<int>(std::min<int64_t>(px, ow - ox));
+      tiles[width - 1](taps, tap, xb + (oy * g.wq + ox) * DC_CB, pw + blk * K * oc, tmp, false, nullptr);
+      const int64_t at = b * out_img + blk * oc * ohw + oy * ow + ox;
+      store(tmp, oc, width, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * oc : nullptr, e);
+    }
+  };
+  if (per_image) {
+    // Whole images per thread, each on its own copy: no barrier per image (the seed CNN's convs at batch 8).
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      float* xb = xbs + t * g.floats;
+      std::fill(xb, xb + g.floats, 0.f);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.n; ++b) {
+        direct_copy(s, g, x + b * in_img, xb, 0, rows);
+        image(b, xb, parts + t * oh * 7 * 64, 0, 1);
+      }
+    }
+    return;
+  }
   for (int64_t b = 0; b < s.n; ++b) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t rows = s.c / DC_CB * s.h;
-      if (b == 0) std::fill(xb + g.floats * t / nt, xb + g.floats * (t + 1) / nt, 0.f);
+      if (b == 0) std::fill(xbs + g.floats * t / nt, xbs + g.floats * (t + 1) / nt, 0.f);
 #pragma omp barrier
-      direct_copy(s, g, x + b * in_img, xb, rows * t / nt, rows * (t + 1) / nt);
+      direct_copy(s, g, x + b * in_img, xbs, rows * t / nt, rows * (t + 1) / nt);
 #pragma omp barrier
-      alignas(64) float tmp[DC_PX * 32];  // = 7 x 64
-      if (oc == 64) {
-        // Whole rows of 7: per block of 64 output channels, one channel block's taps (36 KB of weights) at a
-        // time over all rows, their partial sums in part[], so the weights stay in L1.
-        float* part = sgemm::align64(tap + taps) + t * oh * 7 * 64;
-        const int64_t nblk = s.k / 64, b0 = nblk * t / nt, b1 = nblk * (t + 1) / nt;
-        for (int64_t blk = b0; blk < b1; ++blk) {
-          const int64_t chunk = rs * DC_CB * oc;  // floats of weights per channel block
-          for (int64_t cb = 0; cb < s.c / DC_CB; ++cb) {
-            const float* wc = pw + blk * K * oc + cb * chunk;
-            for (int64_t oy = 0; oy < oh; ++oy)
-              tiles[ow - 1](rs, tap + cb * rs, xb + oy * g.wq * DC_CB, wc, part + oy * 7 * 64, cb > 0,
-                            wc + chunk + std::min<int64_t>(oy, 3) * chunk / 4);
-          }
-          for (int64_t oy = 0; oy < oh; ++oy) {
-            const int64_t at = b * out_img + blk * oc * ohw + oy * ow;
-            store(part + oy * 7 * 64, oc, static_cast<int>(ow), y + at, ohw, res ? res + at : nullptr,
-                  bias ? bias + blk * oc : nullptr, e);
-          }
-        }
-      } else
-      // Items in block-major order: each thread's share of the output channels reads only their weights.
-      for (int64_t it = items * t / nt; it < items * (t + 1) / nt; ++it) {
-        const int64_t blk = it / (oh * row_tiles), oy = it / row_tiles % oh, ox = it % row_tiles * px;
-        const int width = static_cast<int>(std::min<int64_t>(px, ow - ox));
-        tiles[width - 1](taps, tap, xb + (oy * g.wq + ox) * DC_CB, pw + blk * K * oc, tmp, false, nullptr);
-        const int64_t at = b * out_img + blk * oc * ohw + oy * ow + ox;
-        store(tmp, oc, width, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * oc : nullptr, e);
-      }
-      if (b + 1 < s.n) {
-#pragma omp barrier  // the next image's copy overwrites xb
-      }
+      image(b, xbs, parts + t * oh * 7 * 64, t, nt);
     }
   }
 }
@@ -2216,14 +2234,14 @@ struct PoolFusedGeom {
 
 PoolFusedGeom pool_fused_geom(const Conv2dShape& s, const Pool2dShape& ps, int threads) {
   PoolFusedGeom f;
-  f.per_image = per_image_threads(s, threads) && !use_direct(s);  // the direct conv's bands share one image
+  f.per_image = per_image_threads(s, threads);
   f.rows = f.per_image ? ps.out_h() : sgemm::ceil_div(ps.out_h(), std::min<int64_t>(threads, ps.out_h()));
   const int64_t row_bytes = s.k * s.out_w() * static_cast<int64_t>(sizeof(float)) * ps.stride_h;
   f.chunk = std::clamp<int64_t>(kPoolChunkBytes / row_bytes, 1, f.rows);
   f.pitch = ((f.chunk - 1) * ps.stride_h + ps.kh) * s.out_w();
   f.band = sgemm::round_up(s.k * f.pitch, 16);
   f.gemm = sgemm::round_up(sgemm::thread_scratch_floats(s.k / s.groups, s.c / s.groups * s.r * s.s), 16);
-  f.per = f.band + f.gemm + (f.per_image ? pad_geom(s).image : 0);
+  f.per = f.band + f.gemm + (f.per_image ? pad_geom(s).image : 0);  // the GEMM path's (the direct's: direct_bytes)
   return f;
 }
 
@@ -2346,16 +2364,33 @@ void conv_direct_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
   const int threads = omp_get_max_threads();
   const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
   const int64_t in_img = s.c * s.h * s.w, pool_img = s.k * ps.out_h() * ps.out_w(), prows = ps.out_h();
-  float* xb = sgemm::align64(ws);
-  int64_t* tap = reinterpret_cast<int64_t*>(xb + g.floats);
+  const int64_t rows = s.c / DC_CB * s.h;
+  float* xb = sgemm::align64(ws);  // the blocked copy, one per thread when per_image
+  int64_t* tap = reinterpret_cast<int64_t*>(xb + (f.per_image ? threads : 1) * g.floats);
   direct_taps(s, g, tap);
   float* bands = sgemm::align64(tap + s.c / DC_CB * s.r * s.s);
+  if (f.per_image) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      float* xt = xb + t * g.floats;
+      float* band = bands + t * f.band;
+      std::fill(xt, xt + g.floats, 0.f);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.n; ++b) {
+        direct_copy(s, g, x + b * in_img, xt, 0, rows);
+        conv_pool_band(s, ps, f, 0, prows, band, y + b * pool_img, [&](int64_t from, int64_t last, float* dst) {
+          direct_rows(s, g, tap, xt, pw, bias, dst, f.pitch, from, last, e);
+        });
+      }
+    }
+    return;
+  }
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const BandRows pr = pooled_share(prows, t, nt);
     const int64_t p0 = pr.first, p1 = pr.last;
-    const int64_t rows = s.c / DC_CB * s.h;
     float* band = bands + t * f.band;
     std::fill(xb + g.floats * t / nt, xb + g.floats * (t + 1) / nt, 0.f);
     for (int64_t b = 0; b < s.n; ++b) {
