@@ -1480,7 +1480,8 @@ inline void wino_row16(const float* row, int64_t xb, int64_t plo, int64_t phi, v
   e[5] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_alignr_epi32(r4, r4, 1), _mm512_castps_si512(e[1]), 1));
 }
 
-// V for tiles [t0, t0 + nt), as wino_inputs lays it out, 16 tiles per group.
+// V[xi] for tiles [t0, t0 + nt) as NR-wide panels, V + xi * vstride + (tl / NR) * c * NR + ci * NR + tl % NR (the
+// GEMM's B packing reads them in place), 16 tiles per group.
 void wino_inputs16(const Conv2dShape& s, const WinoGeom& g, const float* x, int64_t t0, int64_t nt, float* v,
                    bool team) {
   const int64_t groups = (nt + 15) / 16;
@@ -1784,7 +1785,8 @@ constexpr int DC_CB = 16, DC_PX = 14;
 int64_t direct_k(const Conv2dShape& s) { return s.c * s.r * s.s; }
 
 // Output channels per tile: 64 on maps at most 7 wide (tiles of a whole row), else 32 (tiles of up to 14 pixels):
-// 28 accumulators either way.
+// 28 accumulators either way. The 64-channel rows need two blocks of 64: with one, a single thread ran the whole
+// conv (the seed CNN's 64 -> 64 at 6x6: 32-channel tiles 0.77x the time at 2 threads).
 int direct_oc(const Conv2dShape& s) { return s.out_w() <= 7 && s.k % 64 == 0 && s.k >= 128 ? 64 : 32; }
 
 bool use_direct(const Conv2dShape& s) {
@@ -2043,7 +2045,11 @@ void conv_direct(const Conv2dShape&, const float*, const float*, const float*, c
 // (pad_image), so the output pixels of a row read consecutive floats at every tap; a tile is 4 output channels x
 // up to 6 vectors of 16 pixels of one row: per tap 6 vector loads and 4 broadcast weights for 24 multiply-adds,
 // and the accumulators are already NCHW rows (no transpose). The GEMM path spent its time around a K of 25 or 27:
-// packing the K x N patches and storing a tile every 25 multiply-adds per lane.
+// packing the K x N patches and storing a tile every 25 multiply-adds per lane. Paired C++ A/B against it, Xeon:
+// ESPCN's stem 0.74x (1 thread, 64x64) to 0.79x (2 threads, 256x256), 3 -> 16 3x3 at 224 0.74x, 3 -> 32 stride 2 at
+// 224 0.87x. ResNet-18's stem (K = 147) stays on the GEMM: 0.90x at 224 on 2 threads, but 1.01x on 1 and 1.08x at
+// 112 (rows of 7 vectors: tiles of 6 and 1). A row's last tile reads at most 15 floats past the row (its width
+// rounded up to 16): pad_geom's slack.
 // ---------------------------------------------------------------------------------------------
 constexpr int64_t kPlanarMaxK = 75;
 #if EV_SGEMM_AVX512

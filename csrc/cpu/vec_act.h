@@ -1,11 +1,13 @@
-// The epilogue activations on 8 lanes (GCC vector extensions), for the CPU stores that apply them to
+// The epilogue activations on 8 lanes (GCC vector extensions; 16 with AVX-512), for the CPU stores that apply them to
 // whole vectors: the SGEMM's tile stores and the elementwise kernels (activate_span). They agree with the scalar ev::activate of
 // epilogue.h lane by lane to a few ulp (exactly for the compare-and-multiply ones), NaN included.
 // GCC keeps expf/tanhf as scalar libm calls (no -ffast-math), which made a fused Tanh cost as much as
 // the 3x3 convolution it ended (the DCGAN generator's last layer); exp8 is Cephes' expf polynomial.
 // GELU (erf) has no vector form here and keeps the scalar call per lane.
 #pragma once
-#include <immintrin.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>  // store_epilogue16's masked moves
+#endif
 
 #include <cstdint>
 
