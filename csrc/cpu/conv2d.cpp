@@ -2180,12 +2180,13 @@ void conv_planar(const Conv2dShape&, const float*, const float*, const float*, c
 
 // ---------------------------------------------------------------------------------------------
 // conv2d followed by a max pool (conv2d_max_pool_cpu): the classic CNN's conv -> relu -> 2x2 pool, ResNet's stem
-// conv -> 3x3 stride-2 pool. On the GEMM or the direct path above, each thread computes the band of conv output
+// conv -> 3x3 stride-2 pool. On the GEMM, planar or direct path above, each thread computes the band of conv output
 // rows under its pooled rows, all channels, into its own buffer and pools it: the conv output never crosses cores
 // (in one shared buffer, the bands' edges shared cache lines at every plane), the pool is no step of its own (no
 // second team wake-up), and conv rows under no window are not computed. Overlapping windows (kernel > stride) make
 // neighbouring threads' bands share kernel - stride conv rows, which each computes. The padded copy of the input
-// is shared: its rows are split over the threads, then a barrier. A residual (conv2d's, of the conv's output
+// is shared: its rows are split over the threads, then a barrier; with images enough for every thread
+// (per_image_threads), each thread runs whole images on its own copy instead. A residual (conv2d's, of the conv's output
 // shape) takes the conv-then-pool path, as does the direct conv's 64-channel layout. (The direct conv then the
 // pool made the seed CNN's 32 -> 64 at 13x13 + 2x2 pool slower than the GEMM fused: 43 -> 48 us.)
 // ---------------------------------------------------------------------------------------------
@@ -2307,6 +2308,7 @@ struct GemmRows {
   }
 };
 
+// The pool-fused conv on the padded copy: band rows from the GEMM (GemmRows), or from the planar tiles (use_planar).
 void conv_padded_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* x, const float* pw,
                       const float* bias, float* y, const Epilogue& e, void* ws) {
   const PadGeom pg = pad_geom(s);
