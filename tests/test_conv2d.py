@@ -351,8 +351,8 @@ def test_conv2d_strided_pointwise(case, threads):
 
 # The direct conv (AVX-512 builds; others take the GEMM path, which the same cases check): groups 1, input channels
 # of 16, output channels of 32, not 1x1, not Winograd. Tiles of up to 14 pixels x 32 channels over the whole K, or on
-# maps at most 7 wide with output channels of 64, whole rows x 64 channels, one input channel block at a time over
-# all rows.
+# maps at most 7 wide with 128+ output channels, whole rows x 64 channels, one input channel block at a time over all
+# rows.
 DIRECT_CASES = [
     # n, c, k, h, w, r, stride, pad (t, l, b, r), dilation
     (1, 128, 256, 28, 28, 3, 2, (1, 1, 1, 1), 1),   # ResNet-18's 128 -> 256: tiles of 14
@@ -365,7 +365,8 @@ DIRECT_CASES = [
     (1, 80, 32, 9, 40, 3, (3, 2), (0, 1, 0, 1), 1),  # stride 3 x 2, 20 columns
     (1, 32, 64, 17, 20, 5, 1, (2, 2, 2, 2), 1),     # 5x5 stride 1 (not Winograd), 20 columns
     (1, 16, 32, 12, 11, 3, 1, (0, 0, 0, 0), 1),     # 16 channels, 9 columns: one tile of 9 per row
-    (1, 256, 64, 14, 14, 3, 2, (1, 1, 1, 1), 1),    # 7 columns: whole rows x 64 channels
+    (1, 256, 128, 14, 14, 3, 2, (1, 1, 1, 1), 1),   # 7 columns: whole rows x 64 channels, 2 blocks
+    (1, 256, 64, 14, 14, 3, 2, (1, 1, 1, 1), 1),    # 7 columns but one block of 64: 32-channel tiles
     (1, 512, 512, 7, 7, 3, 1, (1, 1, 1, 1), 1),     # ResNet-18's 7x7 convs: 8 blocks of 64
     (1, 80, 192, 9, 5, 3, 1, (0, 1, 1, 0), 1),      # 3 blocks over 2-4 threads, 4 columns, uneven pads
     (2, 48, 128, 11, 13, 5, 2, (2, 1, 2, 1), 1),    # 5x5 stride 2, 2 images, 6 columns

@@ -293,7 +293,8 @@ def test_conv2d_dw_pw_errors(rng):
     (1, 64, 8, 8, 64, 3, 1, 1, 1, (2, 2), 3),      # 8 columns (not Winograd: 4 tiles), 3 threads over 4 rows
     (1, 32, 30, 30, 64, 5, 2, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 3),  # 5x5, overlapping windows
     (1, 16, 120, 120, 96, 5, 2, 1, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # chunks of 2 pooled rows, 1 shared
-    (1, 64, 7, 7, 64, 3, 1, 1, 1, (2, 2), 2),      # 7 columns, 64 channels: the conv, then the pool
+    (1, 64, 7, 7, 128, 3, 1, 1, 1, (2, 2), 2),     # 7 columns, 128 channels (64-channel rows): conv, then pool
+    (1, 64, 7, 7, 64, 3, 1, 1, 1, (2, 2), 2),      # 7 columns, one block of 64: 32-channel tiles, pool-fused
     (1, 16, 9, 9, 8, 3, 1, 1, 1, (9, 9), 2),       # one window over the whole map
     # overlapping windows: neighbouring bands share conv rows
     (1, 3, 40, 40, 16, 7, 3, 2, 1, (3, 3, 2, (1, 1, 1, 1)), 2),  # ResNet's stem: 7x7/2 conv, 3x3/2 pad 1 pool
