@@ -1875,7 +1875,7 @@ constexpr auto kDirectTiles64 = direct_tiles<4, true>(std::make_index_sequence<7
 template <Act ACT>
 void direct_store(const float* tmp, int oc, int width, float* y, int64_t ld, const float* res, const float* bias,
                   const Epilogue& e) {
-  const __mmask16 m = static_cast<__mmask16>((1u << width) - 1);
+  const __mmask16 m = lane_range(0, width);
   for (int c0 = 0; c0 < oc; c0 += 16) {
     sgemm::v16f r[16];
 #pragma GCC unroll 16
@@ -1895,14 +1895,18 @@ DirectStoreFn pick_direct_store(Act a) {
   return sgemm::with_act(a, [](auto act) -> DirectStoreFn { return direct_store<decltype(act)::value>; });
 }
 
+// Offset of tap t = (ci * r + ky) * s + kx into a padded copy split into stride phases: `chan` floats per channel
+// (or channel block) ci, `phase` per phase plane, phase rows of wq pixels of `px` floats each. The direct convs' tap
+// tables: pad_image's layout (px 1) and the channel-blocked copy (px 16).
+int64_t phase_tap(const Conv2dShape& s, int64_t t, int64_t chan, int64_t phase, int64_t wq, int64_t px) {
+  const int64_t ci = t / (s.r * s.s), dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
+  return ci * chan + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * phase +
+         (dy / s.stride_h * wq + dx / s.stride_w) * px;
+}
+
 // Offsets into the blocked copy of each tap (cb, ky, kx): channel block, stride phase, phase row and column.
 void direct_taps(const Conv2dShape& s, const DirectGeom& g, int64_t* tap) {
-  const int64_t rs = s.r * s.s;
-  for (int64_t t = 0; t < s.c / DC_CB * rs; ++t) {
-    const int64_t cb = t / rs, dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
-    tap[t] = cb * g.block + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * g.phase +
-             (dy / s.stride_h * g.wq + dx / s.stride_w) * DC_CB;
-  }
+  for (int64_t t = 0; t < s.c / DC_CB * s.r * s.s; ++t) tap[t] = phase_tap(s, t, g.block, g.phase, g.wq, DC_CB);
 }
 
 // Output rows [r0, r1) of one image, all channels, from the blocked copy xb in tiles of up to 14 pixels x 32
@@ -1955,6 +1959,42 @@ void direct_copy(const Conv2dShape& s, const DirectGeom& g, const float* x, floa
   }
 }
 
+// Runs work(b, xb, t, u, nu) for every image b on its blocked copy xb, on thread t, which takes share u of nu of the
+// image's work. With per_image (per_image_threads), each thread runs whole images on its own copy, xbs + t floats
+// (u = 0 of 1): no barrier per image. Otherwise all threads copy each image into xbs (rows split, then a barrier)
+// and share its work (u = t of nt).
+template <class Work>
+void direct_images(const Conv2dShape& s, const DirectGeom& g, const float* x, float* xbs, bool per_image,
+                   const Work& work) {
+  const int threads = omp_get_max_threads();
+  const int64_t in_img = s.c * s.h * s.w, rows = s.c / DC_CB * s.h;
+  if (per_image) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      float* xb = xbs + t * g.floats;
+      std::fill(xb, xb + g.floats, 0.f);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < s.n; ++b) {
+        direct_copy(s, g, x + b * in_img, xb, 0, rows);
+        work(b, xb, t, 0, 1);
+      }
+    }
+    return;
+  }
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    std::fill(xbs + g.floats * t / nt, xbs + g.floats * (t + 1) / nt, 0.f);
+    for (int64_t b = 0; b < s.n; ++b) {
+#pragma omp barrier  // the zeroing, or the previous image's work, is done
+      direct_copy(s, g, x + b * in_img, xbs, rows * t / nt, rows * (t + 1) / nt);
+#pragma omp barrier
+      work(b, xbs, t, t, nt);
+    }
+  }
+}
+
 void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const float* bias,
                  const float* res, float* y, const Epilogue& e, void* ws) {
   const DirectGeom g = direct_geom(s);
@@ -1962,7 +2002,7 @@ void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const fl
   const bool per_image = per_image_threads(s, threads);
   const int64_t rs = s.r * s.s, taps = s.c / DC_CB * rs, K = direct_k(s);
   const int64_t oh = s.out_h(), ow = s.out_w(), ohw = oh * ow;
-  const int64_t in_img = s.c * s.h * s.w, out_img = s.k * ohw, rows = s.c / DC_CB * s.h;
+  const int64_t out_img = s.k * ohw;
   float* xbs = sgemm::align64(ws);  // the blocked copy, one per thread when per_image
   int64_t* tap = reinterpret_cast<int64_t*>(xbs + (per_image ? threads : 1) * g.floats);
   direct_taps(s, g, tap);
@@ -1971,9 +2011,11 @@ void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const fl
   const DirectTileFn* tiles = oc == 32 ? kDirectTiles32.data() : kDirectTiles64.data();
   const int64_t row_tiles = sgemm::ceil_div(ow, px), items = s.k / oc * oh * row_tiles, nblk = s.k / 64;
   const DirectStoreFn store = pick_direct_store(e.act);
-  // Image b from its blocked copy xb: share u of nu of its 64-channel blocks or 32-channel items.
-  auto image = [&](int64_t b, const float* xb, float* part, int u, int nu) {
+  // Image b from its blocked copy xb, on thread t: share u of nu of its 64-channel blocks or 32-channel items. Whole
+  // images per thread at batch >= threads: no barrier per image (the seed CNN's convs at batch 8).
+  direct_images(s, g, x, xbs, per_image, [&](int64_t b, const float* xb, int t, int u, int nu) {
     if (oc == 64) {
+      float* part = parts + t * oh * 7 * 64;
       // Whole rows of 7: per block of 64 output channels, one channel block's taps (36 KB of weights) at a
       // time over all rows, their partial sums in part[], so the weights stay in L1.
       for (int64_t blk = nblk * u / nu; blk < nblk * (u + 1) / nu; ++blk) {
@@ -2001,33 +2043,7 @@ void conv_direct(const Conv2dShape& s, const float* x, const float* pw, const fl
       const int64_t at = b * out_img + blk * oc * ohw + oy * ow + ox;
       store(tmp, oc, width, y + at, ohw, res ? res + at : nullptr, bias ? bias + blk * oc : nullptr, e);
     }
-  };
-  if (per_image) {
-    // Whole images per thread, each on its own copy: no barrier per image (the seed CNN's convs at batch 8).
-#pragma omp parallel num_threads(threads)
-    {
-      const int t = omp_get_thread_num();
-      float* xb = xbs + t * g.floats;
-      std::fill(xb, xb + g.floats, 0.f);
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < s.n; ++b) {
-        direct_copy(s, g, x + b * in_img, xb, 0, rows);
-        image(b, xb, parts + t * oh * 7 * 64, 0, 1);
-      }
-    }
-    return;
-  }
-  for (int64_t b = 0; b < s.n; ++b) {
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      if (b == 0) std::fill(xbs + g.floats * t / nt, xbs + g.floats * (t + 1) / nt, 0.f);
-#pragma omp barrier
-      direct_copy(s, g, x + b * in_img, xbs, rows * t / nt, rows * (t + 1) / nt);
-#pragma omp barrier
-      image(b, xbs, parts + t * oh * 7 * 64, t, nt);
-    }
-  }
+  });
 }
 #else
 int direct_oc(const Conv2dShape&) { return 32; }
@@ -2113,11 +2129,7 @@ constexpr std::array<PlanarTileFn, sizeof...(I)> planar_tiles(std::index_sequenc
 
 // Offsets of the K taps (channel, ky, kx) into the padded copy, in pad_image's layout.
 void planar_taps(const Conv2dShape& s, const PadGeom& pg, int64_t* tap) {
-  for (int64_t t = 0; t < s.c * s.r * s.s; ++t) {
-    const int64_t ci = t / (s.r * s.s), dy = t / s.s % s.r * s.dil_h, dx = t % s.s * s.dil_w;
-    tap[t] = ci * pg.chan + ((dy % s.stride_h) * s.stride_w + dx % s.stride_w) * pg.phase +
-             dy / s.stride_h * pg.wq + dx / s.stride_w;
-  }
+  for (int64_t t = 0; t < s.c * s.r * s.s; ++t) tap[t] = phase_tap(s, t, pg.chan, pg.phase, pg.wq, 1);
 }
 
 // Output rows [from, last) of one image from its padded copy xp, all channels: row `from` at dst (res the same),
@@ -2186,9 +2198,9 @@ void conv_planar(const Conv2dShape&, const float*, const float*, const float*, c
 // second team wake-up), and conv rows under no window are not computed. Overlapping windows (kernel > stride) make
 // neighbouring threads' bands share kernel - stride conv rows, which each computes. The padded copy of the input
 // is shared: its rows are split over the threads, then a barrier; with images enough for every thread
-// (per_image_threads), each thread runs whole images on its own copy instead. A residual (conv2d's, of the conv's output
-// shape) takes the conv-then-pool path, as does the direct conv's 64-channel layout. (The direct conv then the
-// pool made the seed CNN's 32 -> 64 at 13x13 + 2x2 pool slower than the GEMM fused: 43 -> 48 us.)
+// (per_image_threads), each thread runs whole images on its own copy instead. A residual (conv2d's, of the conv's
+// output shape) takes the conv-then-pool path, as does the direct conv's 64-channel layout. (The direct conv then
+// the pool made the seed CNN's 32 -> 64 at 13x13 + 2x2 pool slower than the GEMM fused: 43 -> 48 us.)
 // ---------------------------------------------------------------------------------------------
 bool pool_fused(const Conv2dShape& s, bool residual) {
   return !residual && kernel_fits(s) && !is_depthwise(s) && !is_pointwise(s) && !is_strided_pointwise(s) &&
@@ -2371,46 +2383,19 @@ void conv_direct_pool(const Conv2dShape& s, const Pool2dShape& ps, const float* 
   const DirectGeom g = direct_geom(s);
   const int threads = omp_get_max_threads();
   const PoolFusedGeom f = pool_fused_geom(s, ps, threads);
-  const int64_t in_img = s.c * s.h * s.w, pool_img = s.k * ps.out_h() * ps.out_w(), prows = ps.out_h();
-  const int64_t rows = s.c / DC_CB * s.h;
-  float* xb = sgemm::align64(ws);  // the blocked copy, one per thread when per_image
-  int64_t* tap = reinterpret_cast<int64_t*>(xb + (f.per_image ? threads : 1) * g.floats);
+  const int64_t pool_img = s.k * ps.out_h() * ps.out_w(), prows = ps.out_h();
+  float* xbs = sgemm::align64(ws);  // the blocked copy, one per thread when per_image
+  int64_t* tap = reinterpret_cast<int64_t*>(xbs + (f.per_image ? threads : 1) * g.floats);
   direct_taps(s, g, tap);
   float* bands = sgemm::align64(tap + s.c / DC_CB * s.r * s.s);
-  if (f.per_image) {
-#pragma omp parallel num_threads(threads)
-    {
-      const int t = omp_get_thread_num();
-      float* xt = xb + t * g.floats;
-      float* band = bands + t * f.band;
-      std::fill(xt, xt + g.floats, 0.f);
-#pragma omp for schedule(static)
-      for (int64_t b = 0; b < s.n; ++b) {
-        direct_copy(s, g, x + b * in_img, xt, 0, rows);
-        conv_pool_band(s, ps, f, 0, prows, band, y + b * pool_img, [&](int64_t from, int64_t last, float* dst) {
-          direct_rows(s, g, tap, xt, pw, bias, dst, f.pitch, from, last, e);
-        });
-      }
-    }
-    return;
-  }
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const BandRows pr = pooled_share(prows, t, nt);
-    const int64_t p0 = pr.first, p1 = pr.last;
-    float* band = bands + t * f.band;
-    std::fill(xb + g.floats * t / nt, xb + g.floats * (t + 1) / nt, 0.f);
-    for (int64_t b = 0; b < s.n; ++b) {
-#pragma omp barrier
-      direct_copy(s, g, x + b * in_img, xb, rows * t / nt, rows * (t + 1) / nt);
-#pragma omp barrier
-      if (p0 < p1)
-        conv_pool_band(s, ps, f, p0, p1, band, y + b * pool_img, [&](int64_t from, int64_t last, float* dst) {
-          direct_rows(s, g, tap, xb, pw, bias, dst, f.pitch, from, last, e);
-        });
-    }
-  }
+  direct_images(s, g, x, xbs, f.per_image, [&](int64_t b, const float* xb, int t, int u, int nu) {
+    const BandRows pr = pooled_share(prows, u, nu);
+    if (pr.first < pr.last)
+      conv_pool_band(s, ps, f, pr.first, pr.last, bands + t * f.band, y + b * pool_img,
+                     [&](int64_t from, int64_t last, float* dst) {
+                       direct_rows(s, g, tap, xb, pw, bias, dst, f.pitch, from, last, e);
+                     });
+  });
 }
 #else
 void conv_direct_pool(const Conv2dShape&, const Pool2dShape&, const float*, const float*, const float*, float*,
